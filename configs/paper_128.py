@@ -1,0 +1,34 @@
+"""GPU/TPU config at 128 px with the paper-size widths (reference/lkgan.md §5.3, §6), bf16 compute.
+
+Data: procedural faces by default; ``--config.data.source=folder --config.data.path=DIR`` for a folder.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    c = default.get_config(variant)
+    c.model.z_dim = 256
+    c.model.embed_dim = 128
+    c.model.g_const_channels = 512
+    c.model.g_channels = (512, 512, 512, 256, 128, 64)  # 4, 8, 16, 32, 64, 128
+    c.model.spade_hidden = 128
+    c.model.d_channels = (64, 128, 256, 512, 512, 512)  # 128 → 2
+    c.model.d_dense = 512
+    c.model.dtype = "bfloat16"
+    c.train.r1_gamma = 10.0
+    c.data.resolution = 128
+    c.data.num_threads = 16
+    c.data.prefetch = 8
+    c.data.num_workers = 8
+    c.train.steps = 100_000
+    c.train.batch_size = 64
+    c.train.log_every = 100
+    c.train.checkpoint_every = 5_000
+    c.train.sample_every = 2_000
+    c.train.num_samples = 64
+    c.train.sample_upscale = 1
+    c.train.ema_warmup = False
+    return c

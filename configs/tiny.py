@@ -1,0 +1,28 @@
+"""Tiny config for tests and smoke runs: 32 px, small widths; 10 steps in seconds on a CPU."""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    c = default.get_config(variant)
+    c.model.num_keypoints = 4
+    c.model.z_dim = 16
+    c.model.embed_dim = 8
+    c.model.pose_depth = 2
+    c.model.appearance_depth = 1
+    c.model.g_const_channels = 16
+    c.model.g_channels = (16, 16, 8, 8)
+    c.model.spade_hidden = 8
+    c.model.d_channels = (8, 16, 16, 16)
+    c.model.d_dense = 16
+    c.train.steps = 10
+    c.train.batch_size = 8
+    c.train.reg_every = 4
+    c.train.log_every = 2
+    c.train.checkpoint_every = 5
+    c.train.sample_every = 5
+    c.train.num_samples = 4
+    c.train.sample_upscale = 2
+    return c

@@ -1,0 +1,121 @@
+"""The ``lkgan`` command line (SPEC §12).
+
+  lkgan train --workdir DIR [--config=configs/NAME.py[:variant]] [--config.a.b=value ...]
+  lkgan prepare procedural --out DIR --num N --resolution R [--seed S] [--split train|test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging as std_logging
+import os
+import sys
+
+from absl import flags, logging
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class _OwnInfoOnly(std_logging.Filter):
+    """Keeps INFO records of lkgan_jax; other libraries (Orbax, Grain) only from WARNING up."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or f"{os.sep}lkgan_jax{os.sep}" in record.pathname
+
+
+def _configure_logging() -> None:
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_OwnInfoOnly())
+
+
+def _maybe_initialize_distributed() -> None:
+    """Multi-process runs (see launch/) set LKGAN_DISTRIBUTED=1; coordinates may come from the env."""
+    if os.environ.get("LKGAN_DISTRIBUTED") != "1":
+        return
+    import jax
+
+    kwargs = {}
+    if "LKGAN_COORDINATOR" in os.environ:
+        kwargs = dict(
+            coordinator_address=os.environ["LKGAN_COORDINATOR"],
+            num_processes=int(os.environ["LKGAN_NUM_PROCESSES"]),
+            process_id=int(os.environ["LKGAN_PROCESS_ID"]),
+        )
+    jax.distributed.initialize(**kwargs)  # SLURM / TPU pods / MPI are auto-detected without kwargs
+
+
+def _train(args: argparse.Namespace, overrides: list[str]) -> None:
+    from lkgan_jax.config_loading import load_config
+    from lkgan_jax.train.loop import train_and_evaluate
+
+    config = load_config(args.config, overrides)
+    _maybe_initialize_distributed()
+    train_and_evaluate(config, args.workdir)
+
+
+def _prepare(args: argparse.Namespace, overrides: list[str]) -> None:
+    _reject_overrides(overrides)
+    from lkgan_jax.data.export import export_procedural
+
+    out = export_procedural(args.out, args.num, args.resolution, seed=args.seed, split=args.split)
+    print(f"wrote {args.num} images with landmarks.csv and attributes.csv to {out}")
+
+
+def _reject_overrides(overrides: list[str]) -> None:
+    if overrides:
+        raise ValueError(f"unrecognized arguments: {' '.join(overrides)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lkgan", description="Controllable image generation through latent keypoints.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train LatentKeypointGAN (resumes from the latest checkpoint)")
+    train.add_argument("--workdir", required=True, help="output directory (config, checkpoints, metrics, samples)")
+    train.add_argument("--config", default="configs/default.py", help="config file, optionally with :variant")
+    train.set_defaults(run=_train, takes_overrides=True)
+
+    prepare = commands.add_parser("prepare", help="export datasets")
+    prepare_sources = prepare.add_subparsers(dest="source", required=True)
+    procedural = prepare_sources.add_parser("procedural", help="export procedural faces as an image folder")
+    procedural.add_argument("--out", required=True)
+    procedural.add_argument("--num", type=int, required=True)
+    procedural.add_argument("--resolution", type=int, default=64)
+    procedural.add_argument("--seed", type=int, default=0)
+    procedural.add_argument("--split", choices=("train", "test"), default="train")
+    procedural.set_defaults(run=_prepare, takes_overrides=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if not args.takes_overrides and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()  # Grain workers read absl flags
+    _configure_logging()
+
+    from lkgan_jax.checkpoint import CheckpointMismatchError
+    from lkgan_jax.train.loop import TrainingDivergedError
+
+    try:
+        args.run(args, rest)
+    except TrainingDivergedError as error:
+        print(f"lkgan: error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (ValueError, FileNotFoundError, CheckpointMismatchError) as error:
+        print(f"lkgan: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("lkgan: interrupted (the latest checkpoint was saved)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""A folder of PNG/JPEG images as a random-access Grain source (SPEC §6).
+
+``ImageFolder(path, resolution)`` scans ``path`` recursively for ``.png``/``.jpg``/``.jpeg`` files
+(extension case-insensitive, order sorted by relative path so every process sees the same list).
+``source[i]`` decodes file ``i`` fully with Pillow, converts it to RGB (grayscale, RGBA -- alpha
+dropped --, palette, CMYK, ...), centre-crops the largest square and resizes that square to
+``resolution`` with **Lanczos** resampling (``RESAMPLING``). EXIF orientation is not applied, so
+landmarks stay in the stored pixel frame.
+
+Item: ``dict(image=uint8 (R, R, 3))`` plus, when the folder holds ``landmarks.csv`` (format of
+``lkgan_jax.data.export.read_landmarks_csv``: file names relative to the folder, landmarks in
+pixel coordinates of the original image), ``landmarks=float32 (L, 2)`` as (x, y) normalised to
+[-1, 1] in the frame of the cropped, resized image (``lkgan_jax.conventions``). With
+``require_landmarks=True`` images missing from the CSV are excluded (and a missing CSV is an
+error); otherwise they are kept and their landmarks are NaN, so every item has the same keys.
+
+Corrupt or unreadable files never stop a run: a file that fails to decode is logged (absl warning
+naming the file and the running count), remembered, and replaced by the next readable index
+(wrapping around), so ``source[i]`` always returns an item. ``ImageFolder.num_skipped`` counts the
+distinct bad files of one source, ``total_skipped_files()`` those of every source in this process
+(each Grain worker process keeps its own count).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from lkgan_jax.conventions import pixel_to_normalized
+from lkgan_jax.data.export import LANDMARKS_CSV, read_landmarks_csv
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
+RESAMPLING = Image.Resampling.LANCZOS
+
+_skipped_files_lock = threading.Lock()
+_skipped_files_in_process: set[str] = set()
+
+
+def total_skipped_files() -> int:
+    """Number of distinct unreadable image files skipped by any ImageFolder in this process."""
+    with _skipped_files_lock:
+        return len(_skipped_files_in_process)
+
+
+def find_image_files(root: str) -> list[str]:
+    """Relative paths (POSIX separators, sorted) of every PNG/JPEG file below ``root``."""
+    relative_paths = []
+    for directory, _, filenames in os.walk(root):
+        for filename in filenames:
+            if os.path.splitext(filename)[1].lower() in IMAGE_EXTENSIONS:
+                relative = os.path.relpath(os.path.join(directory, filename), root)
+                relative_paths.append(relative.replace(os.sep, "/"))
+    return sorted(relative_paths)
+
+
+def centre_square(width: int, height: int) -> tuple[int, int, int]:
+    """(left, top, side) of the largest centred square inside a ``width`` x ``height`` image."""
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def crop_and_resize_landmarks(
+    landmarks_pixels: np.ndarray, width: int, height: int, resolution: int
+) -> np.ndarray:
+    """Landmarks (L, 2) in original pixels -> normalised coordinates of the cropped, resized image.
+
+    Pillow resamples with pixel *areas* aligned (pixel ``j`` of the output covers input
+    ``[j, j + 1) * side / resolution``), so a pixel centre ``x`` maps to
+    ``(x - left + 0.5) * resolution / side - 0.5``.
+    """
+    left, top, side = centre_square(width, height)
+    offset = np.array([left, top], np.float32)
+    scale = np.float32(resolution / side)
+    resized_pixels = (landmarks_pixels - offset + 0.5) * scale - 0.5
+    return pixel_to_normalized(resized_pixels, resolution).astype(np.float32)
+
+
+def decode_rgb(path: str) -> Image.Image:
+    """Decode a whole image file into an RGB Pillow image (raises on any corrupt data)."""
+    with Image.open(path) as image:
+        image.load()
+        return image.convert("RGB")
+
+
+def crop_and_resize_image(image: Image.Image, resolution: int) -> np.ndarray:
+    """Centre-crop the largest square of ``image`` and resize it to uint8 (R, R, 3)."""
+    left, top, side = centre_square(image.width, image.height)
+    square = image.crop((left, top, left + side, top + side))
+    return np.asarray(square.resize((resolution, resolution), RESAMPLING), dtype=np.uint8)
+
+
+class ImageFolder:
+    """Random-access source over a folder of images; see the module docstring for items."""
+
+    def __init__(self, path: str, resolution: int, require_landmarks: bool = False):
+        if not os.path.isdir(path):
+            raise ValueError(f"Image folder {path!r} does not exist or is not a directory.")
+        self.root = path
+        self.resolution = resolution
+        relative_paths = find_image_files(path)
+        self._landmarks_by_file = self._read_landmarks(path, require_landmarks)
+        if require_landmarks:
+            relative_paths = [p for p in relative_paths if p in self._landmarks_by_file]
+        if not relative_paths:
+            raise ValueError(f"Image folder {path!r} holds no usable .png/.jpg/.jpeg images.")
+        self.relative_paths = relative_paths
+        self._bad_indices: set[int] = set()
+        self._bad_indices_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling support (Grain worker processes): a lock does not pickle, so it is dropped and recreated."""
+        state = self.__dict__.copy()
+        del state["_bad_indices_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bad_indices_lock = threading.Lock()
+
+    @staticmethod
+    def _read_landmarks(root: str, require_landmarks: bool) -> dict[str, np.ndarray]:
+        """Map relative file name -> landmarks (L, 2) in original pixels; {} when no CSV exists."""
+        csv_path = os.path.join(root, LANDMARKS_CSV)
+        if not os.path.isfile(csv_path):
+            if require_landmarks:
+                raise ValueError(f"Landmarks were required but {csv_path!r} does not exist.")
+            return {}
+        filenames, landmarks = read_landmarks_csv(csv_path)
+        return {os.path.normpath(f).replace(os.sep, "/"): lm for f, lm in zip(filenames, landmarks)}
+
+    @property
+    def has_landmarks(self) -> bool:
+        """Whether items carry a ``landmarks`` entry."""
+        return bool(self._landmarks_by_file)
+
+    @property
+    def num_landmarks(self) -> int:
+        """L, the number of landmarks per image (0 without a landmarks CSV)."""
+        return next(iter(self._landmarks_by_file.values())).shape[0] if self.has_landmarks else 0
+
+    @property
+    def num_skipped(self) -> int:
+        """Number of distinct unreadable files this source has skipped so far."""
+        with self._bad_indices_lock:
+            return len(self._bad_indices)
+
+    def __len__(self) -> int:
+        return len(self.relative_paths)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        index = int(index) % len(self)
+        for attempt in range(len(self)):
+            candidate = (index + attempt) % len(self)
+            if candidate in self._bad_indices:
+                continue
+            try:
+                image = decode_rgb(self._full_path(candidate))
+            except Exception as error:  # Pillow's decoders raise many types (OSError, SyntaxError, zlib.error, ...).
+                self._record_bad_file(candidate, error)
+                continue
+            return self._make_item(candidate, image)
+        raise ValueError(f"Every image in {self.root!r} is unreadable ({len(self)} files).")
+
+    def _full_path(self, index: int) -> str:
+        return os.path.join(self.root, self.relative_paths[index])
+
+    def _record_bad_file(self, index: int, error: Exception) -> None:
+        path = self._full_path(index)
+        with self._bad_indices_lock:
+            newly_bad = index not in self._bad_indices
+            self._bad_indices.add(index)
+            count = len(self._bad_indices)
+        if not newly_bad:
+            return
+        with _skipped_files_lock:
+            _skipped_files_in_process.add(os.path.abspath(path))
+        logging.warning("Skipping unreadable image %s (%s: %s); %d skipped so far in %s.",
+                        path, type(error).__name__, error, count, self.root)
+
+    def _make_item(self, index: int, image: Image.Image) -> dict[str, np.ndarray]:
+        item = {"image": crop_and_resize_image(image, self.resolution)}
+        if self.has_landmarks:
+            item["landmarks"] = self._landmarks_for(index, image.width, image.height)
+        return item
+
+    def _landmarks_for(self, index: int, width: int, height: int) -> np.ndarray:
+        landmarks = self._landmarks_by_file.get(self.relative_paths[index])
+        if landmarks is None:
+            return np.full((self.num_landmarks, 2), np.nan, np.float32)
+        return crop_and_resize_landmarks(np.asarray(landmarks, np.float32), width, height, self.resolution)

@@ -1,0 +1,48 @@
+"""Residual discriminator (SPEC §2): no normalisation, no batch-coupled layers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lkgan_jax.models.layers import conv, dense
+
+Dtype = Any
+
+
+class DiscriminatorBlock(nn.Module):
+    """conv3×3 → LReLU → conv3×3 → LReLU → conv3×3 stride 2, plus a 1×1 stride-2 skip; sum / √2."""
+
+    features: int
+    slope: float
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = nn.leaky_relu(conv(self.features, 3, slope=self.slope, dtype=self.dtype, name="conv_0")(x), self.slope)
+        h = nn.leaky_relu(conv(self.features, 3, slope=self.slope, dtype=self.dtype, name="conv_1")(h), self.slope)
+        h = conv(self.features, 3, stride=2, slope=self.slope, dtype=self.dtype, name="conv_down")(h)
+        skip = conv(self.features, 1, stride=2, slope=self.slope, dtype=self.dtype, name="skip")(x)
+        return (h + skip) * (1.0 / math.sqrt(2.0))
+
+
+class Discriminator(nn.Module):
+    """Images (B, R, R, 3) in [-1, 1] → logits (B,) float32; ``channels[i]`` = width of block i."""
+
+    channels: Sequence[int]
+    dense_features: int
+    slope: float = 0.2
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = images.astype(self.dtype)
+        for i, features in enumerate(self.channels):
+            x = DiscriminatorBlock(features, self.slope, self.dtype, name=f"block_{i}")(x)
+        x = x.reshape(x.shape[0], -1)
+        x = nn.leaky_relu(dense(self.dense_features, slope=self.slope, dtype=self.dtype, name="dense")(x), self.slope)
+        return dense(1, slope=self.slope, dtype=self.dtype, name="logit")(x)[:, 0].astype(jnp.float32)

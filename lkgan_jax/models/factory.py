@@ -1,0 +1,53 @@
+"""Builds the models from an ``ml_collections`` model config (every number lives in the config)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+
+from lkgan_jax.models.discriminator import Discriminator
+from lkgan_jax.models.generator import Generator
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+    """'float32' | 'bfloat16' → the JAX dtype (parameters always stay float32)."""
+    if name not in _DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {name!r}")
+    return _DTYPES[name]
+
+
+def generator_resolution(model_config: ml_collections.ConfigDict) -> int:
+    """Output side of the generator: 4 · 2^(len(g_channels) − 1)."""
+    return 4 * 2 ** (len(model_config.g_channels) - 1)
+
+
+def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = None) -> Generator:
+    c = model_config
+    return Generator(
+        num_keypoints=c.num_keypoints,
+        embed_dim=c.embed_dim,
+        z_dim=c.z_dim,
+        pose_depth=c.pose_depth,
+        appearance_depth=c.appearance_depth,
+        tanh_divisor=c.tanh_divisor,
+        tau=c.tau,
+        channels=tuple(c.g_channels),
+        const_channels=c.g_const_channels,
+        spade_hidden=c.spade_hidden,
+        slope=c.leaky_slope,
+        bn_momentum=c.bn_momentum,
+        bn_epsilon=c.bn_epsilon,
+        dtype=compute_dtype(dtype or c.dtype),
+    )
+
+
+def make_discriminator(model_config: ml_collections.ConfigDict, dtype: str | None = None) -> Discriminator:
+    c = model_config
+    return Discriminator(
+        channels=tuple(c.d_channels),
+        dense_features=c.d_dense,
+        slope=c.leaky_slope,
+        dtype=compute_dtype(dtype or c.dtype),
+    )

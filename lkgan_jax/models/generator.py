@@ -1,0 +1,192 @@
+"""LatentKeypointGAN generator (SPEC §2): noise → ``Latent`` (stage 1) → image through SPADE (stage 2).
+
+``Generator`` exposes the two stages separately so that editing, metrics and detection can render any
+explicit latent:
+
+  variables = Generator(...).init(key, z_pose, z_app, z_bg)
+  latent = Generator(...).apply(variables, z_pose, z_app, z_bg, method=Generator.sample_latent)
+  image  = Generator(...).apply(variables, latent, train=False, method=Generator.render)
+
+Images are (B, R, R, 3) float32 in [-1, 1]. BatchNorm uses batch statistics when ``train=True`` and
+running averages otherwise (eval mode: samples of a batch are independent).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lkgan_jax.models.heatmaps import embedding_map
+from lkgan_jax.models.latent import Latent
+from lkgan_jax.models.layers import MLP, conv, upsample2x
+
+Dtype = Any
+
+
+class KeypointMapping(nn.Module):
+    """Stage 1: three independent noises (B, Z) → keypoints, part embeddings, background embedding."""
+
+    num_keypoints: int
+    embed_dim: int
+    z_dim: int
+    pose_depth: int
+    appearance_depth: int
+    tanh_divisor: float
+    tau: float
+    slope: float
+
+    @nn.compact
+    def __call__(self, z_pose: jax.Array, z_app: jax.Array, z_bg: jax.Array) -> Latent:
+        k, d = self.num_keypoints, self.embed_dim
+        pose = MLP(self.z_dim, self.pose_depth, 2 * k, self.slope, name="pose_mlp")(z_pose)
+        keypoints = jnp.tanh(pose / self.tanh_divisor).reshape(-1, k, 2)
+        part_table = self.param("part_table", nn.initializers.normal(1.0), (k, d), jnp.float32)
+        global_appearance = MLP(self.z_dim, self.appearance_depth, d, self.slope, name="appearance_mlp")(z_app)
+        part_embeddings = part_table[None] * global_appearance[:, None, :]
+        background = MLP(self.z_dim, self.appearance_depth, d, self.slope, name="background_mlp")(z_bg)
+        return Latent.create(keypoints, part_embeddings, background, self.tau)
+
+
+class Spade(nn.Module):
+    """SPADE: parameter-free BatchNorm of x, modulated by (1 + γ(F)) and β(F) computed from F."""
+
+    hidden: int
+    slope: float
+    bn_momentum: float
+    bn_epsilon: float
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x: jax.Array, cond: jax.Array, train: bool) -> jax.Array:
+        normalized = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            use_bias=False,
+            use_scale=False,
+            dtype=self.dtype,
+            name="norm",
+        )(x)
+        h = nn.leaky_relu(conv(self.hidden, 3, slope=self.slope, dtype=self.dtype, name="shared")(cond), self.slope)
+        gamma = conv(x.shape[-1], 3, slope=self.slope, dtype=self.dtype, name="gamma")(h)
+        beta = conv(x.shape[-1], 3, slope=self.slope, dtype=self.dtype, name="beta")(h)
+        return normalized * (1.0 + gamma) + beta
+
+
+class SpadeResBlock(nn.Module):
+    """SPADE residual block (SPEC §2); a SPADE + 3×3 conv shortcut when the width changes."""
+
+    features: int
+    hidden: int
+    slope: float
+    bn_momentum: float
+    bn_epsilon: float
+    dtype: Dtype
+
+    def _spade(self, name: str) -> Spade:
+        return Spade(self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype, name=name)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, cond: jax.Array, train: bool) -> jax.Array:
+        features_in = x.shape[-1]
+        middle = min(features_in, self.features)
+        h = nn.leaky_relu(self._spade("spade_0")(x, cond, train), self.slope)
+        h = conv(middle, 3, slope=self.slope, dtype=self.dtype, name="conv_0")(h)
+        h = nn.leaky_relu(self._spade("spade_1")(h, cond, train), self.slope)
+        h = conv(self.features, 3, slope=self.slope, dtype=self.dtype, name="conv_1")(h)
+        if features_in == self.features:
+            shortcut = x
+        else:
+            shortcut = self._spade("spade_shortcut")(x, cond, train)
+            shortcut = conv(self.features, 3, slope=self.slope, dtype=self.dtype, name="conv_shortcut")(shortcut)
+        return h + shortcut
+
+
+class SpadeRenderer(nn.Module):
+    """Stage 2: a learned 4×4 constant, then per resolution (×2 upsample,) one SPADE res-block.
+
+    ``channels[i]`` is the output width of the block at side 4·2^i; the output side is 4·2^(n−1).
+    """
+
+    channels: Sequence[int]
+    const_channels: int
+    hidden: int
+    slope: float
+    bn_momentum: float
+    bn_epsilon: float
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, latent: Latent, train: bool) -> jax.Array:
+        batch = latent.keypoints.shape[0]
+        const = self.param("const", nn.initializers.normal(1.0), (1, 4, 4, self.const_channels), jnp.float32)
+        x = jnp.broadcast_to(const, (batch,) + const.shape[1:]).astype(self.dtype)
+        for i, features in enumerate(self.channels):
+            if i > 0:
+                x = upsample2x(x)
+            cond = embedding_map(latent, x.shape[1]).astype(self.dtype)
+            block = SpadeResBlock(
+                features, self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype, name=f"block_{x.shape[1]}"
+            )
+            x = block(x, cond, train)
+        x = conv(self.channels[-1], 3, slope=self.slope, dtype=self.dtype, name="head_0")(nn.leaky_relu(x, self.slope))
+        x = conv(3, 3, slope=self.slope, dtype=self.dtype, name="head_rgb")(nn.leaky_relu(x, self.slope))
+        return jnp.tanh(x.astype(jnp.float32))
+
+
+class Generator(nn.Module):
+    """The full LatentKeypointGAN generator; ``__call__`` = ``render(sample_latent(z))``."""
+
+    num_keypoints: int
+    embed_dim: int
+    z_dim: int
+    pose_depth: int
+    appearance_depth: int
+    tanh_divisor: float
+    tau: float
+    channels: Sequence[int]
+    const_channels: int
+    spade_hidden: int
+    slope: float = 0.2
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    dtype: Dtype = jnp.float32
+
+    def setup(self) -> None:
+        self.mapping = KeypointMapping(
+            self.num_keypoints,
+            self.embed_dim,
+            self.z_dim,
+            self.pose_depth,
+            self.appearance_depth,
+            self.tanh_divisor,
+            self.tau,
+            self.slope,
+        )
+        self.renderer = SpadeRenderer(
+            tuple(self.channels),
+            self.const_channels,
+            self.spade_hidden,
+            self.slope,
+            self.bn_momentum,
+            self.bn_epsilon,
+            self.dtype,
+        )
+
+    @property
+    def resolution(self) -> int:
+        return 4 * 2 ** (len(self.channels) - 1)
+
+    def sample_latent(self, z_pose: jax.Array, z_app: jax.Array, z_bg: jax.Array) -> Latent:
+        """(B, Z) × 3 → ``Latent`` with all K parts active and the configured τ."""
+        return self.mapping(z_pose, z_app, z_bg)
+
+    def render(self, latent: Latent, train: bool = False) -> jax.Array:
+        """``Latent`` (any number of parts) → images (B, R, R, 3) in [-1, 1]."""
+        return self.renderer(latent, train)
+
+    def __call__(self, z_pose: jax.Array, z_app: jax.Array, z_bg: jax.Array, train: bool = False) -> jax.Array:
+        return self.render(self.sample_latent(z_pose, z_app, z_bg), train)

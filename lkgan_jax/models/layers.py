@@ -1,0 +1,74 @@
+"""Shared building blocks: initialisers, convolutions, activations, resampling (NHWC)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+def kaiming_leaky(negative_slope: float) -> nn.initializers.Initializer:
+    """PyTorch's ``kaiming_normal_(a=slope, mode='fan_in')``: untruncated N(0, 2 / ((1 + a²) fan_in))."""
+    return nn.initializers.variance_scaling(2.0 / (1.0 + negative_slope**2), "fan_in", "normal")
+
+
+def conv(
+    features: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    slope: float,
+    dtype: Dtype,
+    name: str | None = None,
+) -> nn.Conv:
+    """A k×k convolution with PyTorch's ``padding=k//2`` (symmetric, also for stride 2)."""
+    pad = kernel // 2
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        kernel_init=kaiming_leaky(slope),
+        bias_init=nn.initializers.zeros,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+def dense(features: int, *, slope: float, dtype: Dtype, name: str | None = None) -> nn.Dense:
+    """A fully connected layer with Kaiming(leaky slope) weights and zero bias."""
+    return nn.Dense(
+        features,
+        kernel_init=kaiming_leaky(slope),
+        bias_init=nn.initializers.zeros,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+def upsample2x(x: jax.Array) -> jax.Array:
+    """Bilinear ×2 upsampling with half-pixel centres (PyTorch ``align_corners=False``). (B,H,W,C)."""
+    b, h, w, c = x.shape
+    return jax.image.resize(x, (b, 2 * h, 2 * w, c), method="bilinear")
+
+
+class MLP(nn.Module):
+    """``depth`` × (Dense(width) + LeakyReLU) then Dense(out_features); every layer its own module."""
+
+    width: int
+    depth: int
+    out_features: int
+    slope: float
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(self.depth):
+            x = nn.leaky_relu(dense(self.width, slope=self.slope, dtype=self.dtype, name=f"hidden_{i}")(x), self.slope)
+        return dense(self.out_features, slope=self.slope, dtype=self.dtype, name="out")(x)

@@ -1,0 +1,1 @@
+"""Training of LatentKeypointGAN: state, losses, the jitted step and the host loop."""

@@ -1,0 +1,38 @@
+"""Sample grids from the EMA generator in eval mode, keypoints drawn in one colour per part."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Callable
+
+import jax
+import numpy as np
+
+from lkgan_jax.conventions import float_to_uint8
+from lkgan_jax.models.generator import Generator
+from lkgan_jax.models.latent import Latent, sample_noise
+from lkgan_jax.utils import visualize
+
+
+def make_sampler(generator: Generator, num: int, seed: int) -> Callable:
+    """A jitted ``(ema_params, g_stats) -> (images (N,R,R,3), latent)`` on fixed noise from ``seed``."""
+    noise = sample_noise(jax.random.key(seed), num, generator.z_dim)
+
+    @jax.jit
+    def sample(ema_params, g_stats) -> tuple[jax.Array, Latent]:
+        variables = {"params": ema_params, "batch_stats": g_stats}
+        latent = generator.apply(variables, *noise, method=Generator.sample_latent)
+        return generator.apply(variables, latent, train=False, method=Generator.render), latent
+
+    return sample
+
+
+def keypoint_grid(images: jax.Array, latent: Latent, upscale: int) -> np.ndarray:
+    """Images in [-1, 1] and their latent → one uint8 grid, tiles upscaled, keypoints drawn."""
+    tiles = visualize.upscale_nearest(float_to_uint8(images), upscale)
+    tiles = visualize.draw_keypoints(tiles, np.asarray(latent.keypoints), np.asarray(latent.mask))
+    return visualize.make_grid(tiles)
+
+
+def save_sample_grid(path: pathlib.Path, images: jax.Array, latent: Latent, upscale: int) -> None:
+    visualize.save_png(str(path), keypoint_grid(images, latent, upscale))

@@ -1,0 +1,127 @@
+"""The training step (SPEC §3): D update (+ lazy gradient penalty), G update, EMA — one pure function.
+
+``make_train_step`` returns ``step(state, batch, do_reg) -> (state, metrics)``; ``compile_train_step``
+jits it once over a mesh with explicit shardings, the state donated, ``do_reg`` static (two
+executables: with and without the penalty).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import NamedSharding
+
+from lkgan_jax.models.latent import sample_noise
+from lkgan_jax.train import losses
+from lkgan_jax.train.state import GanModels, TrainState
+
+Metrics = dict[str, jax.Array]
+StepFn = Callable[[TrainState, dict[str, jax.Array], bool], tuple[TrainState, Metrics]]
+
+_D_KEY, _G_KEY = 0, 1
+
+
+def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
+    """EMA decay for this step: ``decay``, or ``min(decay, (1 + t) / (10 + t))`` with warm-up."""
+    if not warmup:
+        return jnp.asarray(decay, jnp.float32)
+    t = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+
+
+def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> StepFn:
+    """Builds the pure step for ``models`` with the numbers of ``config.train``."""
+    t = config.train
+    z_dim = config.model.z_dim
+    if t.penalty not in ("r1", "gp"):
+        raise ValueError(f"train.penalty must be 'r1' or 'gp', got {t.penalty!r}")
+    generator, discriminator = models.generator, models.discriminator
+    discriminator_f32 = discriminator.clone(dtype=jnp.float32)  # the penalty's double backward stays in f32
+
+    def generate(g_params, g_stats, key, batch_size):
+        images, updates = generator.apply(
+            {"params": g_params, "batch_stats": g_stats},
+            *sample_noise(key, batch_size, z_dim),
+            train=True,
+            mutable=["batch_stats"],
+        )
+        return images, updates["batch_stats"]
+
+    def penalty_and_real_logits(d_params, real):
+        logits, pullback = jax.vjp(lambda x: discriminator_f32.apply({"params": d_params}, x), real)
+        (grads,) = pullback(jnp.ones_like(logits))
+        if t.penalty == "r1":
+            return losses.r1_penalty(grads, t.r1_gamma, t.reg_every), logits
+        return losses.unit_gradient_penalty(grads, t.gp_weight), logits
+
+    def step(state: TrainState, batch: dict[str, jax.Array], do_reg: bool) -> tuple[TrainState, Metrics]:
+        real = batch["image"]
+        batch_size = real.shape[0]
+        step_key = jax.random.fold_in(state.key, state.step)
+
+        # Discriminator update on fresh fakes (G's BatchNorm statistics advance as in PyTorch).
+        fake, g_stats = generate(state.g_params, state.g_stats, jax.random.fold_in(step_key, _D_KEY), batch_size)
+        fake = jax.lax.stop_gradient(fake)
+
+        def d_objective(d_params):
+            logits_fake = discriminator.apply({"params": d_params}, fake)
+            aux = {}
+            if do_reg:
+                penalty, logits_real = penalty_and_real_logits(d_params, real)
+                aux["grad_penalty"] = penalty
+            else:
+                penalty, logits_real = 0.0, discriminator.apply({"params": d_params}, real)
+            adversarial = losses.discriminator_loss(logits_real, logits_fake)
+            aux.update(d_loss=adversarial, d_real=jnp.mean(logits_real), d_fake=jnp.mean(logits_fake))
+            return adversarial + penalty, aux
+
+        d_grads, d_metrics = jax.grad(d_objective, has_aux=True)(state.d_params)
+        d_updates, d_opt = models.d_tx.update(d_grads, state.d_opt, state.d_params)
+        d_params = optax.apply_updates(state.d_params, d_updates)
+
+        # Generator update with fresh noise through the updated discriminator.
+        def g_objective(g_params):
+            images, stats = generate(g_params, g_stats, jax.random.fold_in(step_key, _G_KEY), batch_size)
+            return losses.generator_loss(discriminator.apply({"params": d_params}, images)), stats
+
+        (g_loss, g_stats), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
+        g_updates, g_opt = models.g_tx.update(g_grads, state.g_opt, state.g_params)
+        g_params = optax.apply_updates(state.g_params, g_updates)
+
+        decay = ema_decay_at(state.step, t.ema_decay, t.ema_warmup)
+        ema_params = optax.incremental_update(g_params, state.ema_params, step_size=1.0 - decay)
+
+        finite = jnp.isfinite(d_metrics["d_loss"]) & jnp.isfinite(g_loss)
+        if do_reg:
+            finite &= jnp.isfinite(d_metrics["grad_penalty"])
+        nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+        new_state = state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            g_stats=g_stats,
+            ema_params=ema_params,
+            d_params=d_params,
+            g_opt=g_opt,
+            d_opt=d_opt,
+            nonfinite_step=nonfinite_step,
+        )
+        return new_state, {**d_metrics, "g_loss": g_loss}
+
+    return step
+
+
+def compile_train_step(
+    step: StepFn, state_shardings: Any, batch_sharding: NamedSharding, replicated: NamedSharding
+) -> Callable[..., tuple[TrainState, Metrics]]:
+    """``jax.jit`` with explicit shardings, the state donated and ``do_reg`` (positional) static."""
+    return jax.jit(
+        step,
+        in_shardings=(state_shardings, batch_sharding),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=0,
+        static_argnums=2,
+    )

@@ -1,0 +1,210 @@
+"""Unit tests of every model layer against hand-computed values."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from lkgan_jax.models import Latent, make_discriminator, make_generator
+from lkgan_jax.models.generator import Generator, Spade
+from lkgan_jax.models.heatmaps import background_heatmap, embedding_map, keypoint_heatmaps
+from lkgan_jax.models.latent import sample_noise
+from lkgan_jax.models.layers import MLP, conv, kaiming_leaky, upsample2x
+
+
+def _random_latent(key, batch=3, parts=4, dim=5, tau=0.05):
+    k1, k2, k3 = jax.random.split(key, 3)
+    keypoints = jax.random.uniform(k1, (batch, parts, 2), minval=-0.8, maxval=0.8)
+    return Latent.create(keypoints, jax.random.normal(k2, (batch, parts, dim)), jax.random.normal(k3, (batch, dim)), tau)
+
+
+def test_heatmaps_match_closed_form_with_xy_convention():
+    size = 7
+    keypoints = np.array([[[0.5, -0.25], [-1.0, 1.0]]], np.float32)  # (x=col, y=row)
+    tau = np.array([[0.1, 0.3]], np.float32)
+    heat = np.asarray(keypoint_heatmaps(jnp.asarray(keypoints), jnp.asarray(tau), jnp.ones((1, 2), bool), size))
+    grid = np.linspace(-1, 1, size)
+    expected = np.zeros((size, size, 2))
+    for row, col, k in itertools.product(range(size), range(size), range(2)):
+        d2 = (grid[col] - keypoints[0, k, 0]) ** 2 + (grid[row] - keypoints[0, k, 1]) ** 2
+        expected[row, col, k] = np.exp(-d2 / tau[0, k])
+    np.testing.assert_allclose(heat[0], expected, rtol=1e-5, atol=1e-7)
+    assert heat[0, size - 1, 0, 1] == pytest.approx(1.0)  # keypoint (x=-1, y=1) peaks at row S-1, column 0
+
+
+def test_background_map_is_one_minus_max():
+    heat = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 5, 5, 3)).astype(np.float32))
+    np.testing.assert_allclose(background_heatmap(heat)[..., 0], 1.0 - heat.max(-1), atol=1e-7)
+    assert np.all(np.asarray(background_heatmap(jnp.zeros((1, 4, 4, 0)))) == 1.0)
+
+
+def test_embedding_map_closed_form():
+    latent = _random_latent(jax.random.key(0))
+    size = 9
+    heat = np.asarray(keypoint_heatmaps(latent.keypoints, latent.tau, latent.mask, size))
+    expected = np.einsum("byxk,bkd->byxd", heat, np.asarray(latent.part_embeddings))
+    expected += (1 - heat.max(-1))[..., None] * np.asarray(latent.background_embedding)[:, None, None]
+    np.testing.assert_allclose(np.asarray(embedding_map(latent, size)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_masking_a_keypoint_removes_exactly_its_contribution():
+    latent = _random_latent(jax.random.key(1))
+    k, size = 2, 16
+    masked = latent.replace(mask=latent.mask.at[:, k].set(False))
+    keep = [j for j in range(latent.num_parts) if j != k]
+    without = Latent(
+        latent.keypoints[:, keep], latent.part_embeddings[:, keep], latent.background_embedding, latent.mask[:, keep], latent.tau[:, keep]
+    )
+    np.testing.assert_allclose(np.asarray(embedding_map(masked, size)), np.asarray(embedding_map(without, size)), atol=1e-6)
+    heat = np.asarray(keypoint_heatmaps(masked.keypoints, masked.tau, masked.mask, size))
+    assert np.all(heat[..., k] == 0.0)
+    np.testing.assert_array_equal(heat[..., keep], np.asarray(keypoint_heatmaps(latent.keypoints, latent.tau, latent.mask, size))[..., keep])
+
+
+def test_upsample_matches_half_pixel_bilinear():
+    x = jnp.arange(4.0).reshape(1, 2, 2, 1)
+    out = np.asarray(upsample2x(x))[0, :, :, 0]
+    # PyTorch interpolate(scale_factor=2, mode="bilinear", align_corners=False) of [[0,1],[2,3]]
+    expected = np.array(
+        [[0.0, 0.25, 0.75, 1.0], [0.5, 0.75, 1.25, 1.5], [1.5, 1.75, 2.25, 2.5], [2.0, 2.25, 2.75, 3.0]]
+    )
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_kaiming_leaky_std():
+    w = kaiming_leaky(0.2)(jax.random.key(0), (3, 3, 64, 256))
+    fan_in = 3 * 3 * 64
+    assert float(jnp.std(w)) == pytest.approx(np.sqrt(2 / (1.04 * fan_in)), rel=0.02)
+    assert float(jnp.max(jnp.abs(w))) > 3.5 * np.sqrt(2 / (1.04 * fan_in))  # untruncated tails
+
+
+def test_conv_padding_matches_pytorch_stride_two():
+    layer = conv(1, 3, stride=2, slope=0.2, dtype=jnp.float32)
+    x = jnp.zeros((1, 8, 8, 1)).at[0, 0, 0, 0].set(1.0)
+    params = layer.init(jax.random.key(0), x)
+    kernel = params["params"]["kernel"][:, :, 0, 0]
+    out = layer.apply(params, x)[0, :, :, 0]
+    assert out.shape == (4, 4)
+    # PyTorch padding=1: output (0, 0) sees input (0, 0) through kernel tap (1, 1).
+    assert float(out[0, 0]) == pytest.approx(float(kernel[1, 1]), abs=1e-6)
+
+
+def test_mlp_layers_are_distinct():
+    mlp = MLP(width=8, depth=3, out_features=2, slope=0.2)
+    params = mlp.init(jax.random.key(0), jnp.ones((1, 8)))["params"]
+    assert sorted(params) == ["hidden_0", "hidden_1", "hidden_2", "out"]
+    kernels = [params[f"hidden_{i}"]["kernel"] for i in range(3)]
+    assert not any(np.allclose(a, b) for a, b in itertools.combinations(kernels, 2))
+
+
+def test_spade_is_affine_in_normalised_input():
+    spade = Spade(hidden=4, slope=0.2, bn_momentum=0.9, bn_epsilon=1e-5, dtype=jnp.float32)
+    x = jax.random.normal(jax.random.key(0), (4, 6, 6, 3)) * 3 + 2
+    cond = jax.random.normal(jax.random.key(1), (4, 6, 6, 5))
+    variables = spade.init(jax.random.key(2), x, cond, train=True)
+    out, _ = spade.apply(variables, x, cond, train=True, mutable=["batch_stats"])
+    mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+    x_hat = (x - mean) / jnp.sqrt(var + 1e-5)
+    params = variables["params"]
+    h = jax.nn.leaky_relu(conv(4, 3, slope=0.2, dtype=jnp.float32).apply({"params": params["shared"]}, cond), 0.2)
+    gamma = conv(3, 3, slope=0.2, dtype=jnp.float32).apply({"params": params["gamma"]}, h)
+    beta = conv(3, 3, slope=0.2, dtype=jnp.float32).apply({"params": params["beta"]}, h)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(x_hat * (1 + gamma) + beta), rtol=1e-4, atol=1e-4)
+    assert "norm" not in params  # parameter-free BatchNorm
+
+
+@pytest.fixture(scope="module")
+def tiny_generator():
+    config = tiny.get_config()
+    generator = make_generator(config.model)
+    noise = sample_noise(jax.random.key(0), 4, config.model.z_dim)
+    variables = generator.init(jax.random.key(1), *noise)
+    # Advance the running statistics once so eval mode is not the identity normalisation.
+    _, updates = generator.apply(variables, *noise, train=True, mutable=["batch_stats"])
+    return config, generator, {**variables, **updates}, noise
+
+
+def test_no_two_generator_layers_share_weights(tiny_generator):
+    _, _, variables, _ = tiny_generator
+    kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]) if "kernel" in jax.tree_util.keystr(path)]
+    assert len(kernels) > 20
+    for a, b in itertools.combinations(kernels, 2):
+        if a.shape == b.shape:
+            assert not np.allclose(a, b), "two layers share (identical) weights"
+
+
+def test_generator_shapes_and_range(tiny_generator):
+    config, generator, variables, noise = tiny_generator
+    latent = generator.apply(variables, *noise, method=Generator.sample_latent)
+    k, d = config.model.num_keypoints, config.model.embed_dim
+    assert latent.keypoints.shape == (4, k, 2) and latent.part_embeddings.shape == (4, k, d)
+    assert latent.background_embedding.shape == (4, d) and latent.mask.dtype == jnp.bool_
+    assert float(jnp.max(jnp.abs(latent.keypoints))) < 0.9  # ÷20 keeps tanh out of saturation
+    images = generator.apply(variables, latent, method=Generator.render)
+    r = config.data.resolution
+    assert images.shape == (4, r, r, 3) and images.dtype == jnp.float32
+    assert float(jnp.max(jnp.abs(images))) <= 1.0
+
+
+def test_eval_mode_samples_are_independent(tiny_generator):
+    _, generator, variables, noise = tiny_generator
+    latent = generator.apply(variables, *noise, method=Generator.sample_latent)
+    edited = latent.replace(keypoints=latent.keypoints.at[0].set(-latent.keypoints[0]))
+    before = generator.apply(variables, latent, train=False, method=Generator.render)
+    after = generator.apply(variables, edited, train=False, method=Generator.render)
+    assert not np.allclose(before[0], after[0])
+    np.testing.assert_array_equal(np.asarray(before[1:]), np.asarray(after[1:]))
+    # In train mode BatchNorm couples the batch: the same edit changes the other samples.
+    coupled = [generator.apply(variables, lat, train=True, method=Generator.render, mutable=["batch_stats"])[0] for lat in (latent, edited)]
+    assert not np.allclose(coupled[0][1:], coupled[1][1:])
+
+
+def test_render_accepts_more_parts_than_trained(tiny_generator):
+    config, generator, variables, noise = tiny_generator
+    latent = generator.apply(variables, *noise, method=Generator.sample_latent)
+    extra = Latent.create(
+        jnp.concatenate([latent.keypoints, latent.keypoints[:, :2] * 0.5], 1),
+        jnp.concatenate([latent.part_embeddings, latent.part_embeddings[:, :2]], 1),
+        latent.background_embedding,
+        config.model.tau,
+    )
+    images = generator.apply(variables, extra, method=Generator.render)
+    assert images.shape[0] == 4 and np.all(np.isfinite(images))
+
+
+def test_discriminator_shapes_and_blocks():
+    config = tiny.get_config()
+    disc = make_discriminator(config.model)
+    r = config.data.resolution
+    params = disc.init(jax.random.key(0), jnp.zeros((2, r, r, 3)))["params"]
+    logits = disc.apply({"params": params}, jax.random.uniform(jax.random.key(1), (2, r, r, 3)))
+    assert logits.shape == (2,) and logits.dtype == jnp.float32
+    assert len([n for n in params if n.startswith("block_")]) == len(config.model.d_channels)
+    final_side = r // 2 ** len(config.model.d_channels)
+    assert params["dense"]["kernel"].shape[0] == final_side**2 * config.model.d_channels[-1]
+
+
+def test_discriminator_samples_are_independent():
+    config = tiny.get_config()
+    disc = make_discriminator(config.model)
+    r = config.data.resolution
+    x = jax.random.uniform(jax.random.key(1), (3, r, r, 3))
+    params = disc.init(jax.random.key(0), x)
+    a = disc.apply(params, x)
+    b = disc.apply(params, x.at[0].set(0.0))
+    np.testing.assert_array_equal(np.asarray(a[1:]), np.asarray(b[1:]))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_output():
+    config = tiny.get_config()
+    generator = make_generator(config.model, dtype="bfloat16")
+    noise = sample_noise(jax.random.key(0), 2, config.model.z_dim)
+    variables = generator.init(jax.random.key(1), *noise)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables["params"]))
+    images = generator.apply(variables, *noise)
+    assert images.dtype == jnp.float32 and np.all(np.isfinite(images))
+    with pytest.raises(ValueError, match="model.dtype"):
+        make_generator(config.model, dtype="float16")
