@@ -47,6 +47,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.lr_d = 4e-4
     c.train.beta1 = 0.5
     c.train.beta2 = 0.9
+    c.train.adam_eps = 1e-8
     c.train.penalty = "r1"  # r1: γ/2·‖∇D‖² × reg_every | gp: weight·(‖∇D‖ − 1)² (the authors')
     c.train.r1_gamma = 1.0  # 10 at paper size; small images need a weaker penalty
     c.train.gp_weight = 10.0

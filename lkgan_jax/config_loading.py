@@ -35,10 +35,18 @@ def load_config(spec: str = DEFAULT_CONFIG, overrides: list[str] | tuple[str, ..
         raise ValueError(f"unexpected arguments {bad}; config overrides look like --config.train.steps=100")
     argv = ["lkgan", *overrides]
     flag_values = flags.FlagValues()
-    # config_flags finds the override flags in ``sys_argv`` when the config flag is defined.
-    config_flags.DEFINE_config_file("config", resolved, flag_values=flag_values, lock_config=True, sys_argv=argv)
     try:
+        # config_flags finds the override flags in ``sys_argv`` when the config flag is defined.
+        config_flags.DEFINE_config_file("config", resolved, flag_values=flag_values, lock_config=True, sys_argv=argv)
         flag_values(argv)
-    except flags.Error as error:
-        raise ValueError(str(error).splitlines()[0]) from None
+    except (flags.Error, KeyError, AttributeError, TypeError) as error:
+        raise ValueError(f"bad config override: {_innermost_message(error)}") from None
     return flag_values.config
+
+
+def _innermost_message(error: BaseException) -> str:
+    """One line from ml_collections' nested KeyError/AttributeError messages."""
+    message: object = error
+    while isinstance(message, BaseException) and message.args:
+        message = message.args[0]
+    return " ".join(str(message).split())

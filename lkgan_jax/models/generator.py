@@ -94,7 +94,7 @@ class SpadeResBlock(nn.Module):
         features_in = x.shape[-1]
         middle = min(features_in, self.features)
         h = nn.leaky_relu(self._spade("spade_0")(x, cond, train), self.slope)
-        h = conv(middle, 3, slope=self.slope, dtype=self.dtype, name="conv_0")(h)
+        h = conv(middle, 3, use_bias=False, slope=self.slope, dtype=self.dtype, name="conv_0")(h)  # → BatchNorm
         h = nn.leaky_relu(self._spade("spade_1")(h, cond, train), self.slope)
         h = conv(self.features, 3, slope=self.slope, dtype=self.dtype, name="conv_1")(h)
         if features_in == self.features:

@@ -21,17 +21,23 @@ def conv(
     kernel: int,
     *,
     stride: int = 1,
+    use_bias: bool = True,
     slope: float,
     dtype: Dtype,
     name: str | None = None,
 ) -> nn.Conv:
-    """A k×k convolution with PyTorch's ``padding=k//2`` (symmetric, also for stride 2)."""
+    """A k×k convolution with PyTorch's ``padding=k//2`` (symmetric, also for stride 2).
+
+    Convolutions feeding a BatchNorm take ``use_bias=False``: the normalisation removes a bias, whose
+    gradient is then zero up to rounding (and Adam would turn that rounding noise into updates).
+    """
     pad = kernel // 2
     return nn.Conv(
         features,
         (kernel, kernel),
         strides=(stride, stride),
         padding=((pad, pad), (pad, pad)),
+        use_bias=use_bias,
         kernel_init=kaiming_leaky(slope),
         bias_init=nn.initializers.zeros,
         dtype=dtype,

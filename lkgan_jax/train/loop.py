@@ -174,11 +174,14 @@ def _run(trainer: Trainer, workdir, state, sampler, data_iterator, manager) -> T
     writer = JsonlWriter(workdir / METRICS_FILE)
     progress = Progress(start, t.steps)
     step = start
+    position, fetched_for = None, -1
     try:
         with _StopRequest() as stop:
             steps = _compile_both_variants(trainer, state)
             progress.reset(step)
             while step < t.steps and not stop.requested:
+                position = data_iterator.get_state()  # where to rewind if this step does not complete
+                fetched_for = step
                 batch = pipeline.make_global_batch(next(data_iterator), trainer.batch_sharding)
                 state, metrics = steps[step % t.reg_every == 0](state, batch)
                 step += 1
@@ -198,7 +201,10 @@ def _run(trainer: Trainer, workdir, state, sampler, data_iterator, manager) -> T
             if stop.requested and step < t.steps:
                 _save_on_stop(state, step, manager, data_iterator, "SIGTERM")
     except KeyboardInterrupt:
-        _save_on_stop(state, step, manager, data_iterator, "interrupt")
+        done = int(jax.device_get(state.step))
+        if done == fetched_for:
+            data_iterator.set_state(position)  # the batch fetched for step `done` was not trained on
+        _save_on_stop(state, done, manager, data_iterator, "interrupt")
         raise
     finally:
         manager.wait_until_finished()

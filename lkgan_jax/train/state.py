@@ -50,8 +50,8 @@ def make_models(config: ml_collections.ConfigDict) -> GanModels:
     return GanModels(
         generator=make_generator(config.model),
         discriminator=make_discriminator(config.model),
-        g_tx=optax.adam(t.lr_g, b1=t.beta1, b2=t.beta2),
-        d_tx=optax.adam(t.lr_d, b1=t.beta1, b2=t.beta2),
+        g_tx=optax.adam(t.lr_g, b1=t.beta1, b2=t.beta2, eps=t.adam_eps),
+        d_tx=optax.adam(t.lr_d, b1=t.beta1, b2=t.beta2, eps=t.adam_eps),
     )
 
 

@@ -1,0 +1,156 @@
+"""End-to-end runs of the tiny config: CLI smoke run, interrupt/resume, divergence, bad input."""
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from lkgan_jax.checkpoint import CheckpointMismatchError
+from lkgan_jax.cli.main import main
+from lkgan_jax.config_loading import load_config
+from lkgan_jax.data.export import export_procedural
+from lkgan_jax.train import loop
+
+TINY = "configs/tiny.py"
+
+
+def _metrics(workdir: pathlib.Path) -> dict[int, dict]:
+    lines = (workdir / loop.METRICS_FILE).read_text().splitlines()
+    return {record["step"]: record for record in map(json.loads, lines)}
+
+
+def _assert_states_equal(a, b):
+    for name in ("g_params", "g_stats", "ema_params", "d_params", "g_opt", "d_opt"):
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-6), getattr(a, name), getattr(b, name))
+    assert int(a.step) == int(b.step)
+
+
+def test_cli_smoke_run_writes_the_workdir(tmp_path):
+    workdir = tmp_path / "run"
+    assert main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.train.steps=6", "--config.train.checkpoint_every=3"]) == 0
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["train"]["steps"] == 6 and config["model"]["num_keypoints"] == 4
+    metrics = _metrics(workdir)
+    assert sorted(metrics) == [2, 4, 6]
+    for record in metrics.values():
+        assert {"step", "d_loss", "g_loss", "steps_per_s"} <= set(record)
+        assert np.isfinite(record["d_loss"]) and np.isfinite(record["g_loss"]) and record["steps_per_s"] > 0
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [3, 6]
+    grids = sorted((workdir / "samples").glob("step_*.png"))
+    assert [g.name for g in grids] == ["step_0000005.png", "step_0000006.png"]
+    grid = np.asarray(Image.open(grids[-1]))
+    assert grid.ndim == 3 and grid.shape[0] >= 2 * 32 * 2  # 2×2 tiles, upscaled ×2
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    config = load_config(TINY)
+    reference = loop.train_and_evaluate(config, tmp_path / "reference")
+
+    calls = {"n": 0}
+    real_make_global_batch = loop.pipeline.make_global_batch
+
+    def interrupt_at_step_seven(batch, sharding):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real_make_global_batch(batch, sharding)
+
+    workdir = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.pipeline, "make_global_batch", interrupt_at_step_seven)
+        with pytest.raises(KeyboardInterrupt):
+            loop.train_and_evaluate(config, workdir)
+    saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved == [5, 7]  # the regular checkpoint and the one saved on interrupt
+    resumed = loop.train_and_evaluate(config, workdir)
+    _assert_states_equal(reference, resumed)
+    ref_metrics, got_metrics = _metrics(tmp_path / "reference"), _metrics(workdir)
+    for step in (8, 10):
+        for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+            assert got_metrics[step][key] == pytest.approx(ref_metrics[step][key], rel=1e-6, abs=1e-7)
+
+
+def test_crashed_run_resumes_from_last_checkpoint(tmp_path, monkeypatch):
+    config = load_config(TINY)
+    reference = loop.train_and_evaluate(config, tmp_path / "reference")
+    real_make_global_batch = loop.pipeline.make_global_batch
+    calls = {"n": 0}
+
+    def crash_at_step_seven(batch, sharding):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise RuntimeError("simulated crash")
+        return real_make_global_batch(batch, sharding)
+
+    workdir = tmp_path / "crashed"
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.pipeline, "make_global_batch", crash_at_step_seven)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            loop.train_and_evaluate(config, workdir)
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [5]
+    _assert_states_equal(reference, loop.train_and_evaluate(config, workdir))
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real_make_global_batch = loop.pipeline.make_global_batch
+    calls = {"n": 0}
+
+    def poison_at_step_seven(batch, sharding):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            batch = {"image": np.full_like(batch["image"], np.nan)}
+        return real_make_global_batch(batch, sharding)
+
+    monkeypatch.setattr(loop.pipeline, "make_global_batch", poison_at_step_seven)
+    workdir = tmp_path / "nan"
+    code = main(["train", "--workdir", str(workdir), f"--config={TINY}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert err[-1] == "lkgan: error: loss became NaN/Inf at step 7; training stopped (last good checkpoint: step 5)"
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [5]
+
+
+def test_image_folder_with_corrupt_file_trains_and_reports_the_skip(tmp_path, caplog):
+    folder = tmp_path / "faces"
+    export_procedural(folder, num=12, resolution=40)
+    (folder / "images" / "broken.png").write_bytes(b"not a png at all")
+    workdir = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        code = main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.data.source=folder",
+                     f"--config.data.path={folder}", "--config.train.steps=4"])
+    assert code == 0
+    assert any("broken.png" in r.getMessage() for r in caplog.records)
+    assert sorted(_metrics(workdir)) == [2, 4]
+
+
+def test_resume_with_another_model_config_is_refused(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.train.steps=2", "--config.train.checkpoint_every=2"]) == 0
+    capsys.readouterr()
+    code = main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.train.steps=4", "--config.model.embed_dim=16"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "another model config" in err[0] and "model.embed_dim" in err[0]
+    with pytest.raises(CheckpointMismatchError):
+        config = load_config(TINY, ["--config.model.embed_dim=16"])
+        loop.train_and_evaluate(config, workdir)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config=configs/nope.py"], "config file not found: configs/nope.py"),
+        (["--config.train.stepz=3"], "stepz"),
+        (["--config.data.source=webdataset"], "Unknown data source 'webdataset'"),
+        (["--config.data.source=folder", "--config.data.path=/does/not/exist"], "/does/not/exist"),
+        (["--config.train.batch_size=12"], "not divisible by the 8 devices"),
+    ],
+)
+def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
+    code = main(["train", "--workdir", str(tmp_path / "run"), f"--config={TINY}", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("lkgan: error: ") and message in err[0], err
