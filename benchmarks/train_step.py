@@ -21,10 +21,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 from lkgan_jax.config_loading import load_config  # noqa: E402
 from lkgan_jax.train.loop import build_trainer  # noqa: E402
+from lkgan_jax.utils.compilation import compile_lowered  # noqa: E402
 
 # Dense peak FLOP/s by device kind and compute dtype (vendor data sheets, no sparsity).
 PEAK_FLOPS = {
@@ -42,10 +42,19 @@ def _peak_bytes(compiled) -> int:
     return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes)
 
 
+def _run(compiled: dict, state, batch, reg_every: int, steps: int):
+    """``steps`` steps on the lazy-penalty schedule (the penalty variant every ``reg_every``)."""
+    for i in range(steps):
+        state, metrics = compiled[i % reg_every == 0](state, batch)
+    jax.block_until_ready(metrics)
+    return state
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/default.py")
     parser.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
+    parser.add_argument("--compile-only", action="store_true", help="report compile time, FLOPs and memory only")
     args, overrides = parser.parse_known_args()
     config = load_config(args.config, overrides)
     trainer = build_trainer(config)
@@ -56,24 +65,21 @@ def main() -> None:
         shape = (t.batch_size, config.data.resolution, config.data.resolution, 3)
         batch = {"image": jax.device_put(jax.random.uniform(jax.random.key(1), shape, minval=-1, maxval=1), trainer.batch_sharding)}
         start = time.perf_counter()
-        compiled = {reg: trainer.train_step.lower(state, batch, reg).compile() for reg in (False, True)}
+        fast = config.train.fast_compile
+        compiled = {reg: compile_lowered(trainer.train_step.lower(state, batch, reg), fast) for reg in (False, True)}
         compile_s = time.perf_counter() - start
-
-        def run(state, steps, first):
-            for i in range(first, first + steps):
-                state, metrics = compiled[i % t.reg_every == 0](state, batch)
-            jax.block_until_ready(metrics)
-            return state
-
-        state = run(state, t.reg_every, 0)  # warm-up: both executables once
-        steps = max(args.steps, t.reg_every)
-        start = time.perf_counter()
-        state = run(state, steps, t.reg_every)
-        seconds = time.perf_counter() - start
+        steps = seconds = None
+        if not args.compile_only:
+            state = _run(compiled, state, batch, t.reg_every, t.reg_every)  # warm-up: both executables
+            steps = max(args.steps, t.reg_every)
+            start = time.perf_counter()
+            state = _run(compiled, state, batch, t.reg_every, steps)
+            seconds = time.perf_counter() - start
 
     flops = {reg: float(c.cost_analysis().get("flops", 0.0)) for reg, c in compiled.items()}
     flops_per_step = (flops[True] + (t.reg_every - 1) * flops[False]) / t.reg_every
-    steps_per_s = steps / seconds
+    steps_per_s = steps / seconds if seconds else None
+    achieved = flops_per_step * steps_per_s if steps_per_s else None
     kind = devices[0].device_kind
     peak = PEAK_FLOPS.get((kind, config.model.dtype))
     stats = devices[0].memory_stats() or {}
@@ -91,11 +97,11 @@ def main() -> None:
         "compile_s": round(compile_s, 3),
         "steps_timed": steps,
         "steps_per_s": steps_per_s,
-        "images_per_s": steps_per_s * t.batch_size,
+        "images_per_s": steps_per_s * t.batch_size if steps_per_s else None,
         "flops_per_step": flops_per_step,
         "flops_per_step_with_penalty": flops[True],
-        "achieved_flops_per_s": flops_per_step * steps_per_s,
-        "flop_utilization": (flops_per_step * steps_per_s / (peak * len(devices))) if peak else None,
+        "achieved_flops_per_s": achieved,
+        "flop_utilization": achieved / (peak * len(devices)) if (peak and achieved) else None,
         "peak_bytes": max(_peak_bytes(c) for c in compiled.values()),
         "device_peak_bytes_in_use": stats.get("peak_bytes_in_use"),
         "params_g": sum(x.size for x in jax.tree.leaves(state.g_params)),

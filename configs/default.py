@@ -54,6 +54,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.reg_every = 16
     c.train.ema_decay = 0.999
     c.train.ema_warmup = True  # decay_t = min(decay, (1 + t) / (10 + t))
+    c.train.fast_compile = False  # True: skip XLA's expensive passes (faster compile, slower steps)
     c.train.log_every = 50
     c.train.checkpoint_every = 500
     c.train.sample_every = 500

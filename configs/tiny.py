@@ -18,6 +18,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.model.d_channels = (8, 16, 16, 16)
     c.model.d_dense = 16
     c.train.steps = 10
+    c.train.fast_compile = True
     c.train.batch_size = 8
     c.train.reg_every = 4
     c.train.log_every = 2

@@ -13,12 +13,13 @@ from lkgan_jax.cli.main import main
 from lkgan_jax.config_loading import load_config
 from lkgan_jax.data.export import export_procedural
 from lkgan_jax.train import loop
+from lkgan_jax.workdir import METRICS_FILE
 
 TINY = "configs/tiny.py"
 
 
 def _metrics(workdir: pathlib.Path) -> dict[int, dict]:
-    lines = (workdir / loop.METRICS_FILE).read_text().splitlines()
+    lines = (workdir / METRICS_FILE).read_text().splitlines()
     return {record["step"]: record for record in map(json.loads, lines)}
 
 
@@ -154,3 +155,14 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("lkgan: error: ") and message in err[0], err
+
+
+def test_cli_prepare_procedural_exports_a_trainable_folder(tmp_path, capsys):
+    out = tmp_path / "faces"
+    assert main(["prepare", "procedural", "--out", str(out), "--num", "3", "--resolution", "32"]) == 0
+    assert "wrote 3 images" in capsys.readouterr().out
+    assert len(list((out / "images").glob("*.png"))) == 3
+    header = (out / "landmarks.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "filename" and len(header) == 1 + 2 * 10
+    assert main(["prepare", "procedural", "--out", str(out), "--num", "0"]) == 2
+    assert capsys.readouterr().err.startswith("lkgan: error: ")

@@ -1,6 +1,8 @@
 """The ``lkgan`` command line (SPEC §12).
 
   lkgan train --workdir DIR [--config=configs/NAME.py[:variant]] [--config.a.b=value ...]
+  lkgan generate --workdir RUN [--step N] --num N --seed S --out DIR [--keypoints]
+  lkgan edit --workdir RUN [--step N] --seed S --ops OPS.json --out DIR
   lkgan prepare procedural --out DIR --num N --resolution R [--seed S] [--split train|test]
 """
 
@@ -13,16 +15,24 @@ import sys
 
 from absl import flags, logging
 
+from lkgan_jax.cli import edit, generate
+
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+
+
+# Orbax warns about every read-only CheckpointManager, which is how runs are read for generation.
+_EXPECTED_WARNINGS = ("read_only=True", "directory is read only")
 
 
 class _OwnInfoOnly(std_logging.Filter):
     """Keeps INFO records of lkgan_jax; other libraries (Orbax, Grain) only from WARNING up."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or f"{os.sep}lkgan_jax{os.sep}" in record.pathname
+        if f"{os.sep}lkgan_jax{os.sep}" in record.pathname:
+            return True
+        return record.levelno >= std_logging.WARNING and not any(w in record.getMessage() for w in _EXPECTED_WARNINGS)
 
 
 def _configure_logging() -> None:
@@ -78,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", default="configs/default.py", help="config file, optionally with :variant")
     train.set_defaults(run=_train, takes_overrides=True)
 
+    generate.add_parser(commands)
+    edit.add_parser(commands)
+
     prepare = commands.add_parser("prepare", help="export datasets")
     prepare_sources = prepare.add_subparsers(dest="source", required=True)
     procedural = prepare_sources.add_parser("procedural", help="export procedural faces as an image folder")
@@ -99,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()  # Grain workers read absl flags
     _configure_logging()
+    from lkgan_jax.utils.compilation import enable_persistent_cache
+
+    enable_persistent_cache()
 
     from lkgan_jax.checkpoint import CheckpointMismatchError
     from lkgan_jax.train.loop import TrainingDivergedError

@@ -1,11 +1,6 @@
 """The host training loop: mesh, state, data, jitted step, logging, samples, checkpoints, resume.
 
-Work dir layout (SPEC §12)::
-
-    WORKDIR/config.json      resolved config (rewritten on resume; the model section must not change)
-    WORKDIR/checkpoints/     Orbax checkpoints of TrainState + data-iterator position
-    WORKDIR/metrics.jsonl    one JSON object per logged step
-    WORKDIR/samples/         step_XXXXXXX.png grids from the EMA generator (eval mode, keypoints drawn)
+Outputs go into the work dir layout of ``lkgan_jax.workdir`` (SPEC §12).
 """
 
 from __future__ import annotations
@@ -30,12 +25,10 @@ from lkgan_jax.models.factory import generator_resolution
 from lkgan_jax.train import samples
 from lkgan_jax.train.state import GanModels, TrainState, create_state, make_models
 from lkgan_jax.train.step import compile_train_step, make_train_step
+from lkgan_jax.utils.compilation import compile_lowered
 from lkgan_jax.utils.metric_writer import JsonlWriter, Progress, log_progress
+from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, SAMPLES_DIR
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-METRICS_FILE = "metrics.jsonl"
-SAMPLES_DIR = "samples"
 
 
 class TrainingDivergedError(RuntimeError):
@@ -119,7 +112,9 @@ class Trainer:
 
     def initial_state(self) -> TrainState:
         """A fresh state, born with its shardings (never materialised on one device)."""
-        return jax.jit(self.init, out_shardings=self.state_shardings)(jax.random.key(self.config.seed))
+        key = jax.random.key(self.config.seed)
+        lowered = jax.jit(self.init, out_shardings=self.state_shardings).lower(key)
+        return compile_lowered(lowered, fast=True)(key)  # runs once: optimising it is not worth the compile time
 
     def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shape, dtype and sharding of a global training batch."""
@@ -165,7 +160,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             state = checkpoint.restore(manager, latest, target, data_iterator)
             log_progress(f"resumed from {manager.directory} at step {latest}")
         sampler = samples.make_sampler(trainer.models.generator, t.num_samples, t.sample_seed)
-        return _run(trainer, workdir, state, sampler, data_iterator, manager)
+        try:
+            return _run(trainer, workdir, state, sampler, data_iterator, manager)
+        finally:
+            if hasattr(data_iterator, "close"):
+                data_iterator.close()  # stops Grain worker processes and frees their shared memory
 
 
 def _run(trainer: Trainer, workdir, state, sampler, data_iterator, manager) -> TrainState:
@@ -174,6 +173,10 @@ def _run(trainer: Trainer, workdir, state, sampler, data_iterator, manager) -> T
     writer = JsonlWriter(workdir / METRICS_FILE)
     progress = Progress(start, t.steps)
     step = start
+    if start >= t.steps:
+        log_progress(f"already trained to step {start} (train.steps={t.steps}); nothing to do")
+        manager.close()
+        return state
     position, fetched_for = None, -1
     try:
         with _StopRequest() as stop:
@@ -215,7 +218,8 @@ def _run(trainer: Trainer, workdir, state, sampler, data_iterator, manager) -> T
 def _compile_both_variants(trainer: Trainer, state: TrainState) -> dict[bool, Callable]:
     """AOT-compiles the step with and without the penalty (keeps compilation out of steps/s)."""
     start = time.perf_counter()
-    compiled = {reg: trainer.train_step.lower(state, trainer.abstract_batch(), reg).compile() for reg in (False, True)}
+    fast = trainer.config.train.fast_compile
+    compiled = {reg: compile_lowered(trainer.train_step.lower(state, trainer.abstract_batch(), reg), fast) for reg in (False, True)}
     log_progress(f"compiled the train step in {time.perf_counter() - start:.1f}s")
     return compiled
 

@@ -10,19 +10,23 @@ import numpy as np
 
 from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.models.generator import Generator
-from lkgan_jax.models.latent import Latent, sample_noise
+from lkgan_jax import pretrained
+from lkgan_jax.models.latent import Latent
 from lkgan_jax.utils import visualize
 
 
 def make_sampler(generator: Generator, num: int, seed: int) -> Callable:
-    """A jitted ``(ema_params, g_stats) -> (images (N,R,R,3), latent)`` on fixed noise from ``seed``."""
-    noise = sample_noise(jax.random.key(seed), num, generator.z_dim)
+    """A jitted ``(ema_params, g_stats) -> (images (N,R,R,3), latent)`` for seeds ``seed .. seed+num-1``.
+
+    The same images as ``lkgan generate --seed SEED --num NUM`` of the checkpoint.
+    """
+    seeds = np.arange(seed, seed + num, dtype=np.uint32)
 
     @jax.jit
     def sample(ema_params, g_stats) -> tuple[jax.Array, Latent]:
         variables = {"params": ema_params, "batch_stats": g_stats}
-        latent = generator.apply(variables, *noise, method=Generator.sample_latent)
-        return generator.apply(variables, latent, train=False, method=Generator.render), latent
+        latent = pretrained.latent_from_seeds(generator, variables, seeds, seeds, seeds, generator.z_dim)
+        return pretrained.render(generator, variables, latent), latent
 
     return sample
 

@@ -16,13 +16,12 @@ drawing (normalised keypoints do not depend on the resolution).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lkgan_jax.conventions import normalized_to_pixel
+from lkgan_jax.utils.files import write_atomically
 
 # Well-separated colours (Kelly / Tableau inspired), used in this order for parts 0, 1, 2, ...
 PART_PALETTE = np.array(
@@ -53,6 +52,9 @@ RADIUS_PER_IMAGE_HEIGHT = 1.0 / 40.0
 
 GRID_PAD_VALUE = 255
 MIN_READABLE_TILE_SIZE = 128  # pixels per grid tile worth looking at
+GIF_FRAME_MS = 120
+CAPTION_HEIGHT = 14  # pixels, fits PIL's default bitmap font
+CAPTION_COLOR = (40, 40, 40)
 
 
 def hsv_to_rgb(hue: np.ndarray, saturation: float, value: float) -> np.ndarray:
@@ -151,13 +153,29 @@ def save_png(path: str, image: np.ndarray) -> None:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"save_png needs a uint8 (H, W[, 3]) image, got {image.dtype} {image.shape} for {path!r}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    file_descriptor, temporary_path = tempfile.mkstemp(dir=directory, suffix=".png.tmp")
-    try:
-        with os.fdopen(file_descriptor, "wb") as temporary_file:
-            Image.fromarray(image).save(temporary_file, format="PNG")
-        os.replace(temporary_path, path)
-    except BaseException:
-        os.remove(temporary_path)
-        raise
+    write_atomically(path, lambda file: Image.fromarray(image).save(file, format="PNG"))
+
+
+def save_gif(path: str, frames: np.ndarray, frame_ms: int = GIF_FRAME_MS, loop_back: bool = True) -> None:
+    """Write uint8 frames (T, H, W, 3) as a looping animated GIF, atomically.
+
+    ``loop_back`` appends the frames in reverse (without repeating the ends) so the animation
+    swings back and forth instead of jumping from the last frame to the first.
+    """
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or len(frames) == 0:
+        raise ValueError(f"save_gif needs uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape} for {path!r}.")
+    if loop_back and len(frames) > 2:
+        frames = np.concatenate([frames, frames[-2:0:-1]])
+    images = [Image.fromarray(frame) for frame in frames]
+    write_atomically(
+        path, lambda file: images[0].save(file, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+    )
+
+
+def add_caption(image: np.ndarray, text: str, height: int = CAPTION_HEIGHT) -> np.ndarray:
+    """uint8 (H, W, 3) -> (H + height, W, 3) with ``text`` in dark grey on white below the image."""
+    canvas = Image.new("RGB", (image.shape[1], image.shape[0] + height), (GRID_PAD_VALUE,) * 3)
+    canvas.paste(Image.fromarray(image), (0, 0))
+    ImageDraw.Draw(canvas).text((2, image.shape[0] + 1), text, fill=CAPTION_COLOR)
+    return np.asarray(canvas)

@@ -1,0 +1,113 @@
+"""``lkgan edit``: applies a recipe of edit operations (``lkgan_jax.editing.recipe``) to one image.
+
+  lkgan edit --workdir RUN [--step N] --seed S --ops OPS.json --out DIR [--latents FILE]
+
+Starts from the image of seed S (or from its row in ``FILE``, a ``latents.npz`` written by
+``lkgan generate`` and possibly modified) and writes to DIR:
+
+  00_input.png, 01_<op>.png, ...   the image after each op (native resolution)
+  strip.png                        before/after strip, keypoints drawn, each tile captioned
+  NN_interpolate.gif               the frames of every interpolation (swinging back and forth)
+  latent.npz                       the edited latent (``Latent`` fields)
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import jax
+import numpy as np
+
+from lkgan_jax.conventions import float_to_uint8
+from lkgan_jax.editing.recipe import Operation, apply_operation, parse_recipe
+from lkgan_jax.models.latent import Latent, latent_from_numpy, latent_to_numpy
+from lkgan_jax.pretrained import TrainedGenerator, check_seeds, load_generator
+from lkgan_jax.utils import files, visualize
+
+STRIP_FILE = "strip.png"
+LATENT_FILE = "latent.npz"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("edit", help="edit the image of a seed through its latent keypoints (OPS.json)")
+    parser.add_argument("--workdir", required=True, help="training work dir")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--seed", type=int, required=True, help="the image to edit")
+    parser.add_argument("--ops", required=True, help="JSON list of operations (see lkgan_jax/editing/recipe.py)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--latents", default=None, help="start from the seed's row of this latents.npz")
+    parser.set_defaults(run=run, takes_overrides=False)
+
+
+def load_start_latent(path: str, seed: int) -> Latent:
+    """The row of ``seed`` in a ``latents.npz`` of ``lkgan generate`` (batch 1)."""
+    try:
+        with np.load(path) as arrays:
+            seeds = np.asarray(arrays["seeds"]) if "seeds" in arrays else None
+            latent = latent_from_numpy(arrays)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read latents from {path}: {error}") from None
+    rows = np.flatnonzero(seeds == seed) if seeds is not None else []
+    if len(rows) == 0:
+        raise ValueError(f"{path} holds no latent of seed {seed}")
+    return jax.tree.map(lambda x: x[rows[:1]], latent)
+
+
+def run_recipe(
+    model: TrainedGenerator, start: Latent, operations: list[Operation]
+) -> list[tuple[str, Latent, np.ndarray]]:
+    """Applies ``operations`` in order -> [(label, frames latent, uint8 frames (T, R, R, 3))], input first.
+
+    T is 1 except for interpolations; each op starts from the last frame of the one before.
+    """
+    sources: dict[int, Latent] = {}
+
+    def latent_of_seed(seed: int) -> Latent:
+        if seed not in sources:
+            sources[seed] = model.latent_from_seeds(check_seeds([seed]))
+        return sources[seed]
+
+    results = [("input", start, float_to_uint8(model.render(start)))]
+    latent = start
+    for op in operations:
+        frames = apply_operation(op, latent, latent_of_seed)
+        results.append((op.name, frames, float_to_uint8(model.render(frames))))
+        latent = jax.tree.map(lambda x: x[-1:], frames)
+    return results
+
+
+def save_outputs(out: pathlib.Path, results: list[tuple[str, Latent, np.ndarray]], resolution: int) -> list[pathlib.Path]:
+    """Writes the per-op images, strip, GIFs and final latent; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written, tiles = [], []
+    upscale = visualize.readable_upscale_factor(resolution)
+    for i, (name, frames, images) in enumerate(results):
+        path = out / f"{i:02d}_{name}.png"
+        visualize.save_png(str(path), images[-1])
+        written.append(path)
+        big = visualize.upscale_nearest(images, upscale)
+        if len(images) > 1:
+            gif = out / f"{i:02d}_{name}.gif"
+            visualize.save_gif(str(gif), big)
+            written.append(gif)
+        drawn = visualize.draw_keypoints(big[-1:], np.asarray(frames.keypoints[-1:]), np.asarray(frames.mask[-1:]))[0]
+        tiles.append(visualize.add_caption(drawn, name if i == 0 else f"{i} {name}"))
+    visualize.save_png(str(out / STRIP_FILE), visualize.make_grid(np.stack(tiles), ncols=len(tiles)))
+    final = jax.tree.map(lambda x: x[-1:], results[-1][1])
+    files.save_npz(out / LATENT_FILE, **latent_to_numpy(final))
+    return written + [out / STRIP_FILE, out / LATENT_FILE]
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> None:
+    del overrides
+    ops_path = pathlib.Path(args.ops)
+    if not ops_path.is_file():
+        raise FileNotFoundError(f"ops file not found: {ops_path}")
+    seed = int(check_seeds([args.seed])[0])
+    model = load_generator(args.workdir, args.step)
+    start = load_start_latent(args.latents, seed) if args.latents else model.latent_from_seeds(check_seeds([seed]))
+    operations = parse_recipe(ops_path.read_text(), start.num_parts, model.num_parts, source=ops_path.name)
+    results = run_recipe(model, start, operations)
+    written = save_outputs(pathlib.Path(args.out), results, model.resolution)
+    print(f"applied {len(operations)} ops to seed {seed} (step {model.step}); wrote {len(written)} files to {args.out}")
+

@@ -1,0 +1,79 @@
+"""``lkgan generate``: the images of seeds S .. S+N−1 from a trained run.
+
+  lkgan generate --workdir RUN [--step N] --num N --seed S --out DIR [--keypoints] [--batch-size B]
+
+Writes ``DIR/seed_XXXXXX.png`` (native resolution), ``DIR/grid.png`` (upscaled for viewing; keypoints
+drawn with ``--keypoints``, which also writes ``DIR/keypoints/seed_XXXXXX.png`` overlays) and
+``DIR/latents.npz`` (``seeds``, ``step`` and the ``Latent`` fields, one row per image), so that any
+image can be edited later (``lkgan edit --seed S``, or ``--latents DIR/latents.npz`` after changing it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lkgan_jax.conventions import float_to_uint8
+from lkgan_jax.models.latent import Latent, latent_to_numpy
+from lkgan_jax.pretrained import TrainedGenerator, check_seeds, load_generator
+from lkgan_jax.utils import files, visualize
+
+LATENTS_FILE = "latents.npz"
+GRID_FILE = "grid.png"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("generate", help="render the images of a range of seeds from a trained run")
+    parser.add_argument("--workdir", required=True, help="training work dir")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--num", type=int, default=16, help="number of images (seeds S .. S+N-1)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed S")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--keypoints", action="store_true", help="draw keypoints on the grid and write overlays")
+    parser.add_argument("--batch-size", type=int, default=64, help="images rendered per call")
+    parser.set_defaults(run=run, takes_overrides=False)
+
+
+def seed_file(seed: int) -> str:
+    return f"seed_{seed:06d}.png"
+
+
+def generate(model: TrainedGenerator, seeds: np.ndarray, batch_size: int) -> tuple[np.ndarray, Latent]:
+    """Renders ``seeds`` (N,) in batches of ``batch_size`` -> uint8 images (N, R, R, 3), latents (N, ...).
+
+    The last batch is padded to the full batch shape, so one compiled program serves every batch.
+    """
+    seeds = check_seeds(seeds)
+    images, latents = [], []
+    for start in range(0, len(seeds), batch_size):
+        chunk = seeds[start : start + batch_size]
+        padded = np.pad(chunk, (0, batch_size - len(chunk)), mode="edge")
+        latent = model.latent_from_seeds(padded)
+        images.append(float_to_uint8(model.render(latent))[: len(chunk)])
+        latents.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x[:n]), latent))
+    return np.concatenate(images), jax.tree.map(lambda *x: jnp.asarray(np.concatenate(x)), *latents)
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> None:
+    del overrides
+    if args.num <= 0 or args.batch_size <= 0:
+        raise ValueError(f"--num and --batch-size must be positive, got {args.num} and {args.batch_size}")
+    seeds = check_seeds(np.arange(args.seed, args.seed + args.num, dtype=np.int64))
+    model = load_generator(args.workdir, args.step)
+    images, latent = generate(model, seeds, min(args.batch_size, args.num))
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed, image in zip(seeds, images):
+        visualize.save_png(str(out / seed_file(int(seed))), image)
+    upscaled = visualize.upscale_nearest(images, visualize.readable_upscale_factor(model.resolution))
+    if args.keypoints:
+        upscaled = visualize.draw_keypoints(upscaled, np.asarray(latent.keypoints), np.asarray(latent.mask))
+        for seed, overlay in zip(seeds, upscaled):
+            visualize.save_png(str(out / "keypoints" / seed_file(int(seed))), overlay)
+    visualize.save_png(str(out / GRID_FILE), visualize.make_grid(upscaled))
+    files.save_npz(out / LATENTS_FILE, seeds=seeds, step=np.asarray(model.step), **latent_to_numpy(latent))
+    print(f"wrote {len(seeds)} images of seeds {seeds[0]}..{seeds[-1]} (step {model.step}), {GRID_FILE} and {LATENTS_FILE} to {out}")

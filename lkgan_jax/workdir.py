@@ -1,0 +1,30 @@
+"""The layout of a training work dir (SPEC §12), shared by training and everything that reads a run.
+
+    WORKDIR/config.json      resolved config (rewritten on resume; the model section must not change)
+    WORKDIR/checkpoints/     Orbax checkpoints of TrainState + data-iterator position
+    WORKDIR/metrics.jsonl    one JSON object per logged step
+    WORKDIR/samples/         step_XXXXXXX.png grids from the EMA generator (eval mode, keypoints drawn)
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import ml_collections
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+
+
+def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """The resolved config a run wrote; a one-line error when ``workdir`` is not a training work dir."""
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{workdir} is not a training work dir (no {CONFIG_FILE})")
+    try:
+        return ml_collections.ConfigDict(json.loads(path.read_text()))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from None

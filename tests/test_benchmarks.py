@@ -1,0 +1,38 @@
+"""The benchmark scripts run and print one JSON object with their documented fields (tiny settings)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, *args: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_edit_latency_reports_each_batch_size():
+    out = _run("edit_latency.py", "--configs", "configs/tiny.py", "--batch-sizes", "1,2", "--iters", "2")
+    assert [r["batch_size"] for r in out["results"]] == [1, 2]
+    for r in out["results"]:
+        assert r["resolution"] == 32 and r["ms_per_call"] > 0 and r["flops_per_call"] > 0
+        assert r["ms_per_image"] == pytest.approx(r["ms_per_call"] / r["batch_size"], rel=1e-2)
+
+
+def test_train_step_compile_only_reports_flops_and_memory():
+    out = _run("train_step.py", "--config=configs/tiny.py", "--compile-only")
+    assert out["flops_per_step"] > 0 and out["peak_bytes"] > 0 and out["steps_per_s"] is None
+    assert out["device_kind"] and out["device_count"] >= 1
+
+
+def test_data_throughput_reports_images_per_second():
+    out = _run("data_throughput.py", "--resolution", "32", "--num", "20")
+    assert out["images_per_s"] > 0 and out["resolution"] == 32

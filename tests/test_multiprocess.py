@@ -1,0 +1,59 @@
+"""Two processes × 2 CPU devices on loopback: the multi-host code path of `lkgan train`."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import portpicker
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TIMEOUT_S = 400
+
+
+def _launch(workdir: pathlib.Path, steps: int) -> list[subprocess.CompletedProcess]:
+    port = portpicker.pick_unused_port()
+    procs = []
+    for process_id in range(2):
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "JAX_NUM_CPU_DEVICES": "2",
+            "LKGAN_DISTRIBUTED": "1",
+            "LKGAN_COORDINATOR": f"127.0.0.1:{port}",
+            "LKGAN_NUM_PROCESSES": "2",
+            "LKGAN_PROCESS_ID": str(process_id),
+        }
+        cmd = [sys.executable, "-m", "lkgan_jax.cli.main", "train", "--workdir", str(workdir), "--config=configs/tiny.py",
+               f"--config.train.steps={steps}", "--config.train.checkpoint_every=2", "--config.train.sample_every=2"]
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    results = []
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            pytest.fail("multi-process run timed out")
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out))
+    return results
+
+
+@pytest.mark.slow
+def test_two_process_run_trains_checkpoints_and_resumes(tmp_path):
+    workdir = tmp_path / "run"
+    for result in _launch(workdir, steps=4):
+        assert result.returncode == 0, result.stdout[-3000:]
+    steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]  # written once, by process 0
+    data_dir = workdir / "checkpoints" / "4" / "data"
+    assert sorted(p.name for p in data_dir.glob("process_*.json")) == ["process_0-of-2.json", "process_1-of-2.json"]
+    assert (workdir / "samples" / "step_0000004.png").exists()
+    results = _launch(workdir, steps=6)
+    for result in results:
+        assert result.returncode == 0, result.stdout[-3000:]
+    assert "resumed from" in results[0].stdout and "at step 4" in results[0].stdout
+    steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
