@@ -63,6 +63,30 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.sample_seed = 1234
     c.train.sample_upscale = 4  # nearest-neighbour upscaling of saved sample tiles
 
+    # Keypoint detector trained on generated pairs (`lkgan detect`, SPEC §8).
+    c.detect = ml_collections.ConfigDict()
+    c.detect.steps = 2000
+    c.detect.batch_size = 32
+    c.detect.lr = 3e-4
+    c.detect.input_size = 32  # images are resized to this side first
+    c.detect.down_channels = (32, 64, 128)  # residual down blocks: 32 → 16 → 8 → 4
+    c.detect.up_channels = (64, 32)  # bilinear up blocks: 4 → 8 → 16 (heatmap side)
+    c.detect.heatmap_weight = 0.0  # > 0 adds an MSE between softmax heatmaps and the τ-Gaussians
+    c.detect.seed = 0
+    c.detect.log_every = 100
+    c.detect.checkpoint_every = 500
+    c.detect.keep_checkpoints = 2
+
+    # Evaluation (`lkgan evaluate`, SPEC §7).
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 64  # images per jitted call (the last batch is padded)
+    c.eval.seed = 0
+    c.eval.landmarks_num_train = 1000  # labelled images for fitting the regression
+    c.eval.landmarks_num_test = 500  # labelled images it is scored on
+    c.eval.landmarks_test_fraction = 0.2  # image folders: share of images (seeded shuffle) for the test split
+    c.eval.eye_landmarks = (0, 1)  # inter-ocular distance between these landmarks (procedural faces: eyes)
+    c.eval.generated_pairs = 512  # held-out generated pairs for the detector-vs-generator sanity error
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all remaining devices
     c.mesh.fsdp = 1

@@ -31,4 +31,13 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.num_samples = 64
     c.train.sample_upscale = 1
     c.train.ema_warmup = False
+    c.detect.steps = 10_000  # 10 epochs × 1,000 batches of 64 (reference/lkgan.md §10.1)
+    c.detect.batch_size = 64
+    c.detect.input_size = 128
+    c.detect.down_channels = (64, 128, 256, 512)  # 128 → 8
+    c.detect.up_channels = (256, 128)  # 8 → 32
+    c.detect.log_every = 100
+    c.detect.checkpoint_every = 1_000
+    c.eval.landmarks_num_train = 5_000
+    c.eval.landmarks_num_test = 1_000
     return c

@@ -26,4 +26,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.sample_every = 5
     c.train.num_samples = 4
     c.train.sample_upscale = 2
+    c.detect.steps = 4
+    c.detect.batch_size = 8
+    c.detect.down_channels = (8, 16)
+    c.detect.up_channels = (8,)
+    c.detect.log_every = 2
+    c.detect.checkpoint_every = 2
+    c.eval.batch_size = 8
+    c.eval.landmarks_num_train = 24
+    c.eval.landmarks_num_test = 16
+    c.eval.generated_pairs = 16
     return c

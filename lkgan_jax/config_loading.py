@@ -30,6 +30,17 @@ def load_config(spec: str = DEFAULT_CONFIG, overrides: list[str] | tuple[str, ..
     root = str(pathlib.Path(resolved.partition(":")[0]).resolve().parents[1])
     if root not in sys.path:  # lets config files import each other as ``configs.x``
         sys.path.insert(0, root)
+    return _parse_overrides(overrides, lambda fv, argv: config_flags.DEFINE_config_file(
+        "config", resolved, flag_values=fv, lock_config=True, sys_argv=argv))
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+    """A copy of ``config`` (e.g. read back from a work dir's config.json) with ``--config.a.b=v`` overrides."""
+    return _parse_overrides(overrides, lambda fv, argv: config_flags.DEFINE_config_dict(
+        "config", ml_collections.ConfigDict(config.to_dict()), flag_values=fv, lock_config=True, sys_argv=argv))
+
+
+def _parse_overrides(overrides, define) -> ml_collections.ConfigDict:
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         raise ValueError(f"unexpected arguments {bad}; config overrides look like --config.train.steps=100")
@@ -37,7 +48,7 @@ def load_config(spec: str = DEFAULT_CONFIG, overrides: list[str] | tuple[str, ..
     flag_values = flags.FlagValues()
     try:
         # config_flags finds the override flags in ``sys_argv`` when the config flag is defined.
-        config_flags.DEFINE_config_file("config", resolved, flag_values=flag_values, lock_config=True, sys_argv=argv)
+        define(flag_values, argv)
         flag_values(argv)
     except (flags.Error, KeyError, AttributeError, TypeError) as error:
         raise ValueError(f"bad config override: {_innermost_message(error)}") from None
@@ -50,3 +61,23 @@ def _innermost_message(error: BaseException) -> str:
     while isinstance(message, BaseException) and message.args:
         message = message.args[0]
     return " ".join(str(message).split())
+
+
+def config_for_run(
+    run_config: ml_collections.ConfigDict, sections: tuple[str, ...], spec: str | None, overrides: list[str] | tuple[str, ...] = ()
+) -> ml_collections.ConfigDict:
+    """A trained run's config with its ``sections`` (e.g. ``detect``, ``eval``) settled, overrides applied.
+
+    Sections come from ``spec`` when one is given, else from the run's own config, else (runs from
+    before a section existed) from the default config.
+    """
+    config = ml_collections.ConfigDict(run_config.to_dict())
+    source = load_config(spec) if spec else None
+    default = None
+    for name in sections:
+        if source is not None:
+            config[name] = source[name]
+        elif name not in config:
+            default = default or load_config(DEFAULT_CONFIG)
+            config[name] = default[name]
+    return apply_overrides(config, overrides)

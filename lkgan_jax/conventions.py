@@ -26,7 +26,12 @@ def pixel_to_normalized(pixels: Array, size: int | Array) -> Array:
 
 def normalized_to_pixel(points: Array, size: int | Array) -> Array:
     """Normalised [-1, 1] coordinates -> pixel coordinates (column, row; centres at integers)."""
-    return (points + 1.0) * ((np.asarray(size, np.float32) - 1.0) / 2.0)
+    return (points + 1.0) * pixels_per_unit(size)
+
+
+def pixels_per_unit(size: int | Array) -> Array:
+    """Pixels per normalised unit along a side of ``size`` pixels (lengths, not positions)."""
+    return (np.asarray(size, np.float32) - 1.0) / 2.0
 
 
 def coordinate_grid(size: int, xp: Any = np, dtype: Any = np.float32) -> Array:

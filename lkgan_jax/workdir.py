@@ -4,6 +4,8 @@
     WORKDIR/checkpoints/     Orbax checkpoints of TrainState + data-iterator position
     WORKDIR/metrics.jsonl    one JSON object per logged step
     WORKDIR/samples/         step_XXXXXXX.png grids from the EMA generator (eval mode, keypoints drawn)
+    WORKDIR/detector/        the keypoint detector trained on the generator (config.json, checkpoints/,
+                             metrics.jsonl), written by ``lkgan detect``
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
+DETECTOR_DIR = "detector"
 
 
 def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:

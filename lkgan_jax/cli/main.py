@@ -3,6 +3,8 @@
   lkgan train --workdir DIR [--config=configs/NAME.py[:variant]] [--config.a.b=value ...]
   lkgan generate --workdir RUN [--step N] --num N --seed S --out DIR [--keypoints]
   lkgan edit --workdir RUN [--step N] --seed S --ops OPS.json --out DIR
+  lkgan detect --workdir RUN [--step N] [--config=configs/NAME.py] [--config.detect.steps=N]
+  lkgan evaluate --workdir RUN --metrics landmarks,... [--real procedural|folder:PATH] --out FILE.json
   lkgan prepare procedural --out DIR --num N --resolution R [--seed S] [--split train|test]
 """
 
@@ -15,7 +17,7 @@ import sys
 
 from absl import flags, logging
 
-from lkgan_jax.cli import edit, generate
+from lkgan_jax.cli import detect, edit, evaluate, generate
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate.add_parser(commands)
     edit.add_parser(commands)
+    detect.add_parser(commands)
+    evaluate.add_parser(commands)
 
     prepare = commands.add_parser("prepare", help="export datasets")
     prepare_sources = prepare.add_subparsers(dest="source", required=True)

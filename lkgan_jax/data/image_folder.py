@@ -158,13 +158,19 @@ class ImageFolder:
             candidate = (index + attempt) % len(self)
             if candidate in self._bad_indices:
                 continue
-            try:
-                image = decode_rgb(self._full_path(candidate))
-            except Exception as error:  # Pillow's decoders raise many types (OSError, SyntaxError, zlib.error, ...).
-                self._record_bad_file(candidate, error)
-                continue
-            return self._make_item(candidate, image)
+            item = self.read(candidate)
+            if item is not None:
+                return item
         raise ValueError(f"Every image in {self.root!r} is unreadable ({len(self)} files).")
+
+    def read(self, index: int) -> dict[str, np.ndarray] | None:
+        """Item ``index`` itself, or None (logged and counted) when its file is unreadable."""
+        try:
+            image = decode_rgb(self._full_path(index))
+        except Exception as error:  # Pillow's decoders raise many types (OSError, SyntaxError, zlib.error, ...).
+            self._record_bad_file(index, error)
+            return None
+        return self._make_item(index, image)
 
     def _full_path(self, index: int) -> str:
         return os.path.join(self.root, self.relative_paths[index])

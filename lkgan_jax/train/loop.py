@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import signal
-import threading
 import time
 from typing import Any, Callable
 
@@ -26,6 +24,7 @@ from lkgan_jax.train import samples
 from lkgan_jax.train.state import GanModels, TrainState, create_state, make_models
 from lkgan_jax.train.step import compile_train_step, make_train_step
 from lkgan_jax.utils.compilation import compile_lowered
+from lkgan_jax.utils.interrupts import StopRequest
 from lkgan_jax.utils.metric_writer import JsonlWriter, Progress, log_progress
 from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, SAMPLES_DIR
 
@@ -66,27 +65,6 @@ def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict, resum
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(new, indent=2) + "\n")
         tmp.replace(path)
-
-
-class _StopRequest:
-    """Turns SIGTERM (e.g. a preempted job) into a clean stop at the next step boundary."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        del signum, frame
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _check_finite(state: TrainState, manager: Any) -> None:
@@ -179,7 +157,7 @@ def _run(trainer: Trainer, workdir, state, sampler, data_iterator, manager) -> T
         return state
     position, fetched_for = None, -1
     try:
-        with _StopRequest() as stop:
+        with StopRequest() as stop:
             steps = _compile_both_variants(trainer, state)
             progress.reset(step)
             while step < t.steps and not stop.requested:

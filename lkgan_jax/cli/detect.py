@@ -1,0 +1,33 @@
+"""``lkgan detect``: trains the keypoint detector on a run's generated (image, keypoints) pairs.
+
+  lkgan detect --workdir RUN [--step N] [--config=configs/NAME.py] [--config.detect.steps=N ...]
+
+The ``detect`` section comes from ``--config`` when given, else from the run's own config. Outputs go
+to ``RUN/detector/`` (see ``lkgan_jax.detection.train``); running it again resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from lkgan_jax.config_loading import config_for_run
+from lkgan_jax.utils.metric_writer import format_duration
+from lkgan_jax.workdir import read_config
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("detect", help="train the keypoint detector on the run's generated pairs")
+    parser.add_argument("--workdir", required=True, help="training work dir")
+    parser.add_argument("--step", type=int, default=None, help="generator checkpoint step (default: latest)")
+    parser.add_argument("--config", default=None, help="config file for the detect section (default: the run's)")
+    parser.set_defaults(run=run, takes_overrides=True)
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> None:
+    from lkgan_jax.detection.train import detector_dir, train_detector
+
+    config = config_for_run(read_config(args.workdir), ("detect",), args.config, overrides)
+    start = time.perf_counter()
+    state = train_detector(args.workdir, config.detect, args.step)
+    print(f"detector at step {int(state.step)} after {format_duration(time.perf_counter() - start)}; saved in {detector_dir(args.workdir)}")

@@ -1,0 +1,192 @@
+"""The landmark-regression protocol (SPEC §7, reference/lkgan.md §10.2) for detected keypoints.
+
+Detected keypoints (N, K, 2) → ground-truth landmarks (N, L, 2) by one closed-form linear map without
+bias (x and y jointly: (N, 2K) @ W (2K, 2L)), fitted on a regression-train split and applied to a test
+split. Errors, with keypoints and landmarks in the SPEC §1 convention ((x, y) in [-1, 1]):
+
+  error_iod_pct   mean over test images and landmarks of ‖pred − gt‖ / ‖gt[eye0] − gt[eye1]‖, × 100
+  error_size_pct  mean over test images and landmarks of ‖pred − gt‖ in pixels / image side, × 100
+
+Labelled sources: ``procedural`` (the procedural faces' 10 landmarks; regression-train from the train
+split, test from the test split) and ``folder:PATH`` (an image folder with ``landmarks.csv`` in pixel
+coordinates, split by a seeded shuffle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from lkgan_jax.conventions import pixels_per_unit
+from lkgan_jax.data.image_folder import ImageFolder
+from lkgan_jax.data.procedural import ProceduralFaces
+
+RIDGE = 1.0  # fallback regulariser when XᵀX is singular (reference/lkgan.md §10.1)
+MAX_CONDITION = 1e12
+
+
+def fit_linear_map(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Least squares without bias: (N, P), (N, Q) → W (P, Q) minimising ‖X W − Y‖², in float64.
+
+    Solves the normal equations; when XᵀX is singular or ill-conditioned, uses ridge (XᵀX + λI).
+    """
+    x = np.asarray(features, np.float64)
+    y = np.asarray(targets, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"fit_linear_map needs (N, P) and (N, Q) arrays, got {x.shape} and {y.shape}")
+    gram = x.T @ x
+    if np.linalg.cond(gram) > MAX_CONDITION:
+        gram = gram + RIDGE * np.eye(len(gram))
+    return np.linalg.solve(gram, x.T @ y)
+
+
+def regress_landmarks(
+    train_keypoints: np.ndarray, train_landmarks: np.ndarray, test_keypoints: np.ndarray
+) -> np.ndarray:
+    """Fits keypoints → landmarks on the train split and predicts the test landmarks (N_test, L, 2)."""
+    n_train, n_test = len(train_keypoints), len(test_keypoints)
+    w = fit_linear_map(train_keypoints.reshape(n_train, -1), train_landmarks.reshape(n_train, -1))
+    return (np.asarray(test_keypoints, np.float64).reshape(n_test, -1) @ w).reshape(n_test, -1, 2)
+
+
+def landmark_errors(
+    predicted: np.ndarray, target: np.ndarray, resolution: int, eye_landmarks: tuple[int, int] = (0, 1)
+) -> dict[str, float]:
+    """``error_iod_pct`` and ``error_size_pct`` of predicted vs target landmarks (N, L, 2), normalised coords."""
+    predicted = np.asarray(predicted, np.float64)
+    target = np.asarray(target, np.float64)
+    if predicted.shape != target.shape or predicted.ndim != 3 or predicted.shape[-1] != 2:
+        raise ValueError(f"landmark_errors needs two (N, L, 2) arrays, got {predicted.shape} and {target.shape}")
+    distance = np.linalg.norm(predicted - target, axis=-1)  # (N, L), normalised units
+    left, right = eye_landmarks
+    inter_ocular = np.linalg.norm(target[:, left] - target[:, right], axis=-1)  # (N,)
+    if np.any(inter_ocular <= 0):
+        raise ValueError("an image has coinciding eye landmarks (inter-ocular distance 0)")
+    pixels = distance * pixels_per_unit(resolution)
+    return {
+        "error_iod_pct": float(np.mean(distance / inter_ocular[:, None]) * 100.0),
+        "error_size_pct": float(np.mean(pixels / resolution) * 100.0),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledSplit:
+    """uint8 images (N, R, R, 3) with landmarks (N, L, 2) in normalised coordinates."""
+
+    images: np.ndarray
+    landmarks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _stack(items: list[dict]) -> LabelledSplit:
+    return LabelledSplit(np.stack([i["image"] for i in items]), np.stack([i["landmarks"] for i in items]).astype(np.float32))
+
+
+def load_labelled_splits(
+    source: str, resolution: int, num_train: int, num_test: int, test_fraction: float, seed: int, data_seed: int = 0
+) -> tuple[LabelledSplit, LabelledSplit]:
+    """(regression-train, test) splits of ``source`` (``procedural`` or ``folder:PATH``) at ``resolution``."""
+    if num_train <= 0 or num_test <= 0:
+        raise ValueError(f"landmark splits need positive sizes, got num_train={num_train}, num_test={num_test}")
+    if source == "procedural":
+        train = ProceduralFaces(seed=data_seed, split="train", resolution=resolution, size=num_train)
+        test = ProceduralFaces(seed=data_seed, split="test", resolution=resolution, size=num_test)
+        return _stack([train[i] for i in range(num_train)]), _stack([test[i] for i in range(num_test)])
+    if source.startswith("folder:"):
+        folder = ImageFolder(source.removeprefix("folder:"), resolution, require_landmarks=True)
+        items = [item for item in map(folder.read, range(len(folder))) if item is not None]
+        items = [item for item in items if np.all(np.isfinite(item["landmarks"]))]
+        if len(items) < 2:
+            raise ValueError(f"{source}: fewer than 2 readable images with landmarks")
+        order = np.random.default_rng(seed).permutation(len(items))
+        n_test = min(num_test, max(1, int(round(test_fraction * len(items)))))
+        test_idx, train_idx = order[:n_test], order[n_test:][:num_train]
+        if len(train_idx) == 0:
+            raise ValueError(f"{source}: no images left for the regression-train split")
+        return _stack([items[i] for i in train_idx]), _stack([items[i] for i in test_idx])
+    raise ValueError(f"unknown labelled source {source!r}; use procedural or folder:PATH")
+
+
+def in_batches(function: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """``function`` over ``inputs`` in fixed-shape batches (the last one padded, padding dropped)."""
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start : start + batch_size]
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
+        outputs.append(np.asarray(function(padded))[: len(chunk)])
+    return np.concatenate(outputs)
+
+
+def protocol_errors(
+    detect: Callable[[np.ndarray], np.ndarray],
+    train: LabelledSplit,
+    test: LabelledSplit,
+    resolution: int,
+    eye_landmarks: tuple[int, int],
+    batch_size: int,
+) -> dict[str, float]:
+    """Runs ``detect`` (float images in [-1, 1] → keypoints) on both splits, regresses, scores the test split."""
+    def keypoints(split: LabelledSplit) -> np.ndarray:
+        return in_batches(lambda x: detect(x.astype(np.float32) * (2.0 / 255.0) - 1.0), split.images, batch_size)
+
+    predicted = regress_landmarks(keypoints(train), train.landmarks, keypoints(test))
+    return landmark_errors(predicted, test.landmarks, resolution, eye_landmarks)
+
+
+def mean_landmark_errors(train: LabelledSplit, test: LabelledSplit, resolution: int, eye_landmarks: tuple[int, int]) -> dict[str, float]:
+    """The constant baseline: every test image gets the mean regression-train landmarks."""
+    constant = np.broadcast_to(train.landmarks.mean(axis=0), test.landmarks.shape)
+    return landmark_errors(constant, test.landmarks, resolution, eye_landmarks)
+
+
+def landmark_metrics(workdir: str, source: str, eval_config, data_seed: int = 0) -> dict[str, float | int | str]:
+    """The landmark error of the run's trained detector, its baselines and the generated-pairs sanity error.
+
+    Keys (``landmarks/`` prefix): ``error_iod_pct``, ``error_size_pct``, ``num_train``, ``num_test``;
+    baselines ``random_detector/error_*`` (same architecture, random weights) and
+    ``mean_landmarks/error_*`` (constant prediction); ``generated/detector_error_size_pct`` (detector
+    vs the generator's own keypoints on fresh generated images); provenance ``detector_step``,
+    ``generator_step``, ``source``.
+    """
+    import jax
+
+    from lkgan_jax.detection.train import generated_pairs, load_detector, random_detector
+    from lkgan_jax.pretrained import load_generator
+
+    e = eval_config
+    eyes = tuple(e.eye_landmarks)
+    detector, detect_config, generator_step = load_detector(workdir)
+    generator = load_generator(workdir, generator_step)
+    resolution = generator.resolution
+    train, test = load_labelled_splits(
+        source, resolution, e.landmarks_num_train, e.landmarks_num_test, e.landmarks_test_fraction, e.seed, data_seed
+    )
+    baseline = random_detector(detect_config, generator.num_parts, resolution, seed=e.seed)
+    results = {
+        "trained": protocol_errors(detector.detect, train, test, resolution, eyes, e.batch_size),
+        "random_detector": protocol_errors(baseline.detect, train, test, resolution, eyes, e.batch_size),
+        "mean_landmarks": mean_landmark_errors(train, test, resolution, eyes),
+    }
+    pairs = jax.jit(lambda key: generated_pairs(generator.generator, generator.variables, key, e.batch_size))
+    distances = []
+    for i in range(-(-e.generated_pairs // e.batch_size)):
+        images, latent = pairs(jax.random.fold_in(jax.random.key(e.seed), i))
+        distances.append(np.linalg.norm(np.asarray(detector.detect(images)) - np.asarray(latent.keypoints), axis=-1))
+    generated_error = float(np.mean(np.concatenate(distances)[: e.generated_pairs]) * pixels_per_unit(resolution) / resolution * 100.0)
+    metrics: dict[str, float | int | str] = {f"landmarks/{k}": v for k, v in results["trained"].items()}
+    for name in ("random_detector", "mean_landmarks"):
+        metrics.update({f"landmarks/{name}/{k}": v for k, v in results[name].items()})
+    metrics.update({
+        "landmarks/generated/detector_error_size_pct": generated_error,
+        "landmarks/num_train": len(train),
+        "landmarks/num_test": len(test),
+        "landmarks/num_landmarks": int(test.landmarks.shape[1]),
+        "landmarks/detector_step": detector.step,
+        "landmarks/generator_step": generator_step,
+        "landmarks/source": source,
+    })
+    return metrics
