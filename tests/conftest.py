@@ -21,3 +21,18 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # Grain reads absl flags inside its workers; pytest never parses them.
 if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A 4-step `configs/tiny.py` GAN run (checkpoints at steps 2 and 4) and its final state."""
+    from lkgan_jax.config_loading import load_config
+    from lkgan_jax.train import loop
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    overrides = ["--config.train.steps=4", "--config.train.checkpoint_every=2", "--config.train.sample_every=4"]
+    state = loop.train_and_evaluate(load_config("configs/tiny.py", overrides), workdir)
+    return workdir, state

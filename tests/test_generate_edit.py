@@ -9,11 +9,9 @@ import pytest
 from PIL import Image
 
 from lkgan_jax.cli.main import EXIT_BAD_INPUT, main
-from lkgan_jax.config_loading import load_config
 from lkgan_jax.editing.recipe import apply_operation, parse_recipe
 from lkgan_jax.models.latent import latent_from_numpy
 from lkgan_jax.pretrained import load_generator
-from lkgan_jax.train import loop
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +27,9 @@ RECIPE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A 4-step tiny run with checkpoints at steps 2 and 4, and its final state."""
-    workdir = tmp_path_factory.mktemp("run")
-    overrides = ["--config.train.steps=4", "--config.train.checkpoint_every=2", "--config.train.sample_every=4"]
-    state = loop.train_and_evaluate(load_config("configs/tiny.py", overrides), workdir)
-    return workdir, state
+@pytest.fixture
+def run(tiny_run):
+    return tiny_run
 
 
 def _png(path: pathlib.Path) -> np.ndarray:
