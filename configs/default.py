@@ -80,7 +80,15 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # Evaluation (`lkgan evaluate`, SPEC §7).
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 64  # images per jitted call (the last batch is padded)
-    c.eval.seed = 0
+    c.eval.seed = 0  # first seed of the generated FID/KID samples; also seeds KID subsets, splits, α draws
+    c.eval.num_samples = 5000  # generated images for FID, KID and each FID_interp
+    c.eval.num_real = 5000  # real images for the reference statistics
+    c.eval.inception_batch_size = 50  # images per Inception call
+    c.eval.kid_subsets = 100
+    c.eval.kid_subset_size = 1000
+    c.eval.interp_seed = 1_000_000  # FID_interp pairs: seeds s + 2i and s + 2i + 1
+    c.eval.cpd_pairs = 1000  # CPD: 2 × 1000 samples in pairs
+    c.eval.cpd_seed = 2_000_000
     c.eval.landmarks_num_train = 1000  # labelled images for fitting the regression
     c.eval.landmarks_num_test = 500  # labelled images it is scored on
     c.eval.landmarks_test_fraction = 0.2  # image folders: share of images (seeded shuffle) for the test split

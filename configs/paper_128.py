@@ -40,4 +40,6 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.detect.checkpoint_every = 1_000
     c.eval.landmarks_num_train = 5_000
     c.eval.landmarks_num_test = 1_000
+    c.eval.num_samples = 50_000
+    c.eval.num_real = 50_000
     return c

@@ -1,11 +1,16 @@
-"""``lkgan evaluate``: metrics of a trained run (or of two image folders) as one JSON object.
+"""``lkgan evaluate``: metrics of a trained run, or FID of two image folders, as one JSON object.
 
-  lkgan evaluate --workdir RUN [--step N] --metrics landmarks[,...] [--real procedural|folder:PATH]
-                 [--num-samples N] [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
+  lkgan evaluate --workdir RUN [--step N] --metrics fid,kid,fid_interp,cpd,landmarks
+                 [--real procedural|folder:PATH] [--num-samples N] [--num-real N]
+                 [--inception-weights PATH] [--protocol pytorch_fid|tf_legacy]
+                 [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
+  lkgan evaluate fid --real DIR --fake DIR --inception-weights PATH --out FILE.json
 
-The JSON (written atomically) holds the metric values under names like ``landmarks/error_iod_pct``
-plus provenance: ``step``, ``workdir``, ``metrics``, ``real``, versions, device and ``seconds/<metric>``.
-The ``eval`` config section comes from ``--config`` when given, else from the run's own config.
+The JSON (written atomically) holds the metric values under names like ``fid``, ``kid_mean``,
+``fid_interp/parts``, ``cpd``, ``cpd_matrix``, ``landmarks/error_iod_pct``, plus provenance:
+``step``, ``num_samples``, ``num_real``, ``protocol``, ``inception_sha256``, versions, device and
+``seconds/<metric>``. The ``eval`` config section comes from ``--config`` when given, else from the
+run's own config. FID-type metrics need pytorch-fid's weight file (a local path; no downloads).
 """
 
 from __future__ import annotations
@@ -22,24 +27,58 @@ from lkgan_jax.workdir import read_config
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("evaluate", help="compute metrics of a trained run and write them as JSON")
-    parser.add_argument("--workdir", required=True, help="training work dir")
+    parser = commands.add_parser("evaluate", help="compute metrics of a trained run (or FID of two folders) as JSON")
+    parser.add_argument("mode", nargs="?", choices=["fid"], help="'fid': FID and KID of two image folders")
+    parser.add_argument("--workdir", help="training work dir")
     parser.add_argument("--step", type=int, default=None, help="generator checkpoint step (default: latest)")
-    parser.add_argument("--metrics", required=True, help=f"comma-separated: {', '.join(METRICS)}")
-    parser.add_argument("--real", default="procedural", help="labelled/real images: procedural or folder:PATH")
+    parser.add_argument("--metrics", help=f"comma-separated: {', '.join(METRICS)}")
+    parser.add_argument("--real", default=None, help="real images: procedural or folder:PATH (a folder with `fid`)")
+    parser.add_argument("--fake", default=None, help="generated images folder (with `fid`)")
+    parser.add_argument("--num-samples", type=int, default=None, help="generated images per FID (default: eval.num_samples)")
+    parser.add_argument("--num-real", type=int, default=None, help="real images (default: eval.num_real)")
+    parser.add_argument("--inception-weights", default=None, help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
+    parser.add_argument("--allow-unverified-weights", action="store_true", help="accept another weight file (tests)")
+    parser.add_argument("--protocol", default="pytorch_fid", choices=["pytorch_fid", "tf_legacy"])
+    parser.add_argument("--cpd-groups", default=None, help="CPD part groups like '0,1;2;3' (default: one per part)")
+    parser.add_argument("--cpd-background", action="store_true", help="CPD: the background is one more group")
+    parser.add_argument("--batch-size", type=int, default=50, help="Inception batch size (with `fid`)")
     parser.add_argument("--config", default=None, help="config file for the eval section (default: the run's)")
     parser.add_argument("--out", required=True, help="output JSON file")
     parser.set_defaults(run=run, takes_overrides=True)
 
 
-def _landmarks(context: dict[str, Any]) -> dict[str, Any]:
+def _landmarks(run: Any) -> dict[str, Any]:
     from lkgan_jax.evaluation.landmarks import landmark_metrics
 
-    config = context["config"]
-    return landmark_metrics(context["workdir"], context["real"], config.eval, data_seed=config.data.seed)
+    return landmark_metrics(run.workdir, run.real, run.config.eval, data_seed=run.config.data.seed)
 
 
-METRICS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+def _fid_kid(with_fid: bool, with_kid: bool) -> Callable[[Any], dict[str, Any]]:
+    def metric(run: Any) -> dict[str, Any]:
+        from lkgan_jax.evaluation.run_metrics import fid_and_kid
+
+        return fid_and_kid(run, with_fid, with_kid)
+
+    return metric
+
+
+def _fid_interp(run: Any) -> dict[str, Any]:
+    from lkgan_jax.evaluation.run_metrics import fid_interp
+
+    return fid_interp(run)
+
+
+def _cpd(run: Any) -> dict[str, Any]:
+    from lkgan_jax.evaluation.run_metrics import cpd_metric
+
+    return cpd_metric(run)
+
+
+METRICS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "fid": _fid_kid(True, False),
+    "kid": _fid_kid(False, True),
+    "fid_interp": _fid_interp,
+    "cpd": _cpd,
     "landmarks": _landmarks,
 }
 
@@ -69,14 +108,63 @@ def parse_metric_names(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
-    names = parse_metric_names(args.metrics)
-    config = config_for_run(read_config(args.workdir), ("eval",), args.config, overrides)
-    context = {"workdir": args.workdir, "step": args.step, "real": args.real, "config": config}
-    result: dict[str, Any] = {"workdir": str(args.workdir), "metrics": names, "real": args.real}
-    for name in names:
-        start = time.perf_counter()
-        result.update(METRICS[name](context))
-        result[f"seconds/{name}"] = round(time.perf_counter() - start, 3)
+    result = _folders_fid(args, overrides) if args.mode == "fid" else _run_metrics(args, overrides)
     result.update(provenance())
     files.write_atomically(args.out, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
     print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
+
+
+def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
+    if not args.workdir or not args.metrics:
+        raise ValueError("lkgan evaluate needs --workdir and --metrics (or the `fid` mode with --real and --fake)")
+    if args.fake:
+        raise ValueError("--fake is only for `lkgan evaluate fid --real DIR --fake DIR`")
+    from lkgan_jax.evaluation.run_metrics import RunEvaluation
+
+    names = parse_metric_names(args.metrics)
+    real = args.real or "procedural"
+    config = config_for_run(read_config(args.workdir), ("eval",), args.config, overrides)
+    evaluation = RunEvaluation(
+        args.workdir, config, real, args.step, args.num_samples, args.num_real, args.inception_weights,
+        args.allow_unverified_weights, args.protocol, args.cpd_groups, args.cpd_background,
+    )
+    result: dict[str, Any] = {"workdir": str(args.workdir), "metrics": names, "real": real}
+    for name in names:
+        start = time.perf_counter()
+        result.update(METRICS[name](evaluation))
+        result[f"seconds/{name}"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def _folders_fid(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
+    if not args.real or not args.fake:
+        raise ValueError("lkgan evaluate fid needs --real DIR and --fake DIR")
+    if args.workdir or args.metrics or overrides:
+        raise ValueError("lkgan evaluate fid takes --real, --fake, --inception-weights, --protocol, --batch-size, --out")
+    from lkgan_jax.evaluation.features import FeatureExtractor, iterate_folder_batches
+    from lkgan_jax.evaluation.fid import frechet_distance
+    from lkgan_jax.evaluation.kid import kernel_inception_distance
+
+    start = time.perf_counter()
+    extractor = FeatureExtractor(
+        args.inception_weights, protocol=args.protocol, batch_size=args.batch_size, allow_unverified=args.allow_unverified_weights
+    )
+    timings = {"seconds/load_weights": round(time.perf_counter() - start, 3)}
+    stats = {}
+    for name, path in (("real", args.real), ("fake", args.fake)):
+        start = time.perf_counter()
+        stats[name] = extractor.statistics(iterate_folder_batches(path, args.batch_size), keep_features=True)
+        timings[f"seconds/{name}_features"] = round(time.perf_counter() - start, 3)
+    kid_mean, kid_std = kernel_inception_distance(stats["fake"].features, stats["real"].features)
+    return {
+        "fid": frechet_distance(stats["fake"], stats["real"]),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "real": str(args.real),
+        "fake": str(args.fake),
+        "num_real": stats["real"].num,
+        "num_samples": stats["fake"].num,
+        "protocol": args.protocol,
+        "inception_sha256": extractor.weights_sha256,
+        **timings,
+    }

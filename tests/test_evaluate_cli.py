@@ -1,0 +1,76 @@
+"""`lkgan evaluate` end to end on a tiny run: FID, KID, FID_interp, CPD JSON; two-folder FID; bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lkgan_jax.cli.main import EXIT_BAD_INPUT, main
+from lkgan_jax.evaluation import inception, inception_weights
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Random FID-Inception weights saved in pytorch-fid's file format (not the real file's hash)."""
+    path = tmp_path_factory.mktemp("weights") / "random_inception.pth"
+    inception_weights.write_torch_state_dict(path, inception_weights.state_dict_from_params(inception.random_params(seed=0)))
+    return path
+
+
+def test_run_metrics_json(tiny_run, weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("LKGAN_CACHE_DIR", str(tmp_path / "cache"))
+    workdir, _ = tiny_run
+    out = tmp_path / "metrics.json"
+    args = ["evaluate", "--workdir", str(workdir), "--metrics", "fid,kid,fid_interp,cpd", "--inception-weights", str(weights),
+            "--allow-unverified-weights", "--out", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    for key in ("fid", "kid_mean", "kid_std", "fid_interp/parts", "fid_interp/positions", "fid_interp/background",
+                "fid_interp/all", "cpd", "cpd_raw"):
+        assert np.isfinite(result[key]), key
+    assert result["fid"] > 0 and 0 <= result["cpd"] <= 1
+    assert np.asarray(result["cpd_matrix"]).shape == (4, 4)  # configs/tiny.py: 4 parts
+    assert result["step"] == 4 and result["num_samples"] == 8 and result["num_real"] == 8
+    assert result["protocol"] == "pytorch_fid" and result["inception_sha256"] == inception_weights.file_sha256(weights)
+    assert result["versions"]["jax"] and result["device"]["platform"] == "cpu" and result["seconds/fid"] > 0
+    cached = list((tmp_path / "cache" / "fid_stats").glob("*.npz"))
+    assert len(cached) == 1  # the real statistics, computed once for all metrics
+    assert main(args[:4] + ["fid"] + args[5:] + ["--num-samples", "6"]) == 0  # cache hit, other sample count
+    again = json.loads(out.read_text())
+    assert again["num_samples"] == 6 and len(list((tmp_path / "cache" / "fid_stats").glob("*.npz"))) == 1
+
+
+def test_two_folder_fid_is_zero_for_identical_folders(weights, tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    for i in range(4):
+        image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        for name in ("a", "b"):
+            Image.fromarray(image).save(tmp_path / name / f"{i}.png")
+    out = tmp_path / "fid.json"
+    assert main(["evaluate", "fid", "--real", str(tmp_path / "a"), "--fake", str(tmp_path / "b"), "--inception-weights",
+                 str(weights), "--allow-unverified-weights", "--batch-size", "4", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert abs(result["fid"]) < 1e-6 and result["num_real"] == result["num_samples"] == 4
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--inception-weights", "{missing}"], "FID Inception weights not found"),
+        (["--inception-weights", "{weights}"], "not pytorch-fid's FID Inception weights"),
+        (["--inception-weights", "{weights}", "--allow-unverified-weights", "--real", "imagenet"], "unknown real set"),
+    ],
+)
+def test_bad_weights_and_sources_get_one_line(tiny_run, weights, tmp_path, capsys, extra, message):
+    workdir, _ = tiny_run
+    paths = {"missing": str(tmp_path / "missing.pth"), "weights": str(weights)}
+    args = ["evaluate", "--workdir", str(workdir), "--metrics", "fid", "--out", str(tmp_path / "m.json")]
+    assert main(args + [a.format(**paths) for a in extra]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(message in line for line in err) and err[-1].startswith("lkgan: error:")
+    assert not (tmp_path / "m.json").exists()
