@@ -36,3 +36,9 @@ def test_train_step_compile_only_reports_flops_and_memory():
 def test_data_throughput_reports_images_per_second():
     out = _run("data_throughput.py", "--resolution", "32", "--num", "20")
     assert out["images_per_s"] > 0 and out["resolution"] == 32
+
+
+def test_fid_throughput_reports_images_per_second():
+    out = _run("fid_throughput.py", "--resolutions", "32", "--batch-size", "2", "--num", "2", "--no-torch")
+    (result,) = out["results"]
+    assert result["resolution"] == 32 and result["images_per_s"] > 0 and out["random_weights"] is True

@@ -71,11 +71,12 @@ def test_rank_deficient_covariances_stay_finite_and_correct():
     stats_x, stats_y = fid.Statistics.from_features(x), fid.Statistics.from_features(y)
     value = fid.frechet_distance(stats_x, stats_y)
     assert np.isfinite(value) and value > 0
-    expected = (np.sum((stats_x.mu - stats_y.mu) ** 2) + np.trace(stats_x.sigma) + np.trace(stats_y.sigma)
-                - 2 * _reference_trace_sqrt(stats_x.sigma, stats_y.sigma))
-    # Both routes take √ of round-off eigenvalues (~1e-15) of singular matrices: agreement ~√eps, not eps.
-    assert value == pytest.approx(expected, rel=1e-6)
-    assert abs(fid.frechet_distance(stats_x, stats_x)) < 1e-8 * np.trace(stats_x.sigma)
+    # Exact for N < d: Σx = AᵀA, Σy = BᵀB with A = centred x / √(N−1), so tr √(Σx Σy) = ‖A Bᵀ‖_* (N × N).
+    a, b = (x - x.mean(0)) / np.sqrt(n - 1), (y - y.mean(0)) / np.sqrt(n - 1)
+    tr_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    expected = np.sum((stats_x.mu - stats_y.mu) ** 2) + np.trace(stats_x.sigma) + np.trace(stats_y.sigma) - 2 * tr_sqrt
+    assert value == pytest.approx(expected, rel=1e-9)
+    assert 0 <= fid.frechet_distance(stats_x, stats_x) < 1e-9 * np.trace(stats_x.sigma)
 
 
 def test_frechet_distance_rejects_bad_statistics():
@@ -192,7 +193,7 @@ def test_missing_weight_file_says_where_to_get_it(tmp_path):
 
 
 def test_wrong_hash_is_rejected_unless_unverified_is_allowed(weight_file, random_params):
-    with pytest.raises(inception_weights.InceptionWeightsError, match="SHA-256 .* expected prefix 6726825d"):
+    with pytest.raises(inception_weights.InceptionWeightsError, match=r"SHA-256 .*expected prefix 6726825d"):
         inception_weights.load_inception_params(weight_file)
     with pytest.warns(UserWarning, match="allow_unverified"):
         params, sha = inception_weights.load_inception_params(weight_file, allow_unverified=True)

@@ -1,6 +1,7 @@
 """Tests for lkgan_jax.utils.visualize: keypoint overlays, grids, PNG writing."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lkgan_jax.conventions import pixel_to_normalized
@@ -86,3 +87,24 @@ def test_save_png_round_trip_creates_parents(tmp_path):
     visualize.save_png(str(path), image)
     np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temporary file left behind
+
+
+def test_save_gif_swings_back_and_forth(tmp_path):
+    frames = np.stack([np.full((6, 5, 3), 40 * i, np.uint8) for i in range(4)])
+    path = tmp_path / "interp.gif"
+    visualize.save_gif(str(path), frames)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 4 + 2 and gif.size == (5, 6)  # 0 1 2 3 2 1, then it loops
+        gif.seek(4)
+        np.testing.assert_array_equal(np.asarray(gif.convert("RGB")), frames[2])
+    with pytest.raises(ValueError, match="uint8"):
+        visualize.save_gif(str(path), frames.astype(np.float32))
+
+
+def test_add_caption_appends_a_text_band():
+    image = np.zeros((20, 60, 3), np.uint8)
+    captioned = visualize.add_caption(image, "1 move")
+    assert captioned.shape == (20 + visualize.CAPTION_HEIGHT, 60, 3)
+    np.testing.assert_array_equal(captioned[:20], image)
+    band = captioned[20:]
+    assert band.min() < 128 and band.max() == visualize.GRID_PAD_VALUE  # dark text on white

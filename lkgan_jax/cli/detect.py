@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from lkgan_jax.cli.arguments import add_run_arguments
 from lkgan_jax.config_loading import config_for_run
 from lkgan_jax.utils.metric_writer import format_duration
 from lkgan_jax.workdir import read_config
@@ -18,8 +19,7 @@ from lkgan_jax.workdir import read_config
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("detect", help="train the keypoint detector on the run's generated pairs")
-    parser.add_argument("--workdir", required=True, help="training work dir")
-    parser.add_argument("--step", type=int, default=None, help="generator checkpoint step (default: latest)")
+    add_run_arguments(parser)
     parser.add_argument("--config", default=None, help="config file for the detect section (default: the run's)")
     parser.set_defaults(run=run, takes_overrides=True)
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+
 import jax
 import numpy as np
 
+from lkgan_jax.cli.arguments import add_run_arguments
 from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.editing.recipe import Operation, apply_operation, parse_recipe
 from lkgan_jax.models.latent import Latent, latent_from_numpy, latent_to_numpy
@@ -30,8 +32,7 @@ LATENT_FILE = "latent.npz"
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("edit", help="edit the image of a seed through its latent keypoints (OPS.json)")
-    parser.add_argument("--workdir", required=True, help="training work dir")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    add_run_arguments(parser)
     parser.add_argument("--seed", type=int, required=True, help="the image to edit")
     parser.add_argument("--ops", required=True, help="JSON list of operations (see lkgan_jax/editing/recipe.py)")
     parser.add_argument("--out", required=True, help="output directory")

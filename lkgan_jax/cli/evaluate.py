@@ -21,6 +21,7 @@ import json
 import time
 from typing import Any, Callable
 
+from lkgan_jax.cli.arguments import add_run_arguments
 from lkgan_jax.config_loading import config_for_run
 from lkgan_jax.utils import files
 from lkgan_jax.workdir import read_config
@@ -29,8 +30,7 @@ from lkgan_jax.workdir import read_config
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("evaluate", help="compute metrics of a trained run (or FID of two folders) as JSON")
     parser.add_argument("mode", nargs="?", choices=["fid"], help="'fid': FID and KID of two image folders")
-    parser.add_argument("--workdir", help="training work dir")
-    parser.add_argument("--step", type=int, default=None, help="generator checkpoint step (default: latest)")
+    add_run_arguments(parser, workdir_required=False)
     parser.add_argument("--metrics", help=f"comma-separated: {', '.join(METRICS)}")
     parser.add_argument("--real", default=None, help="real images: procedural or folder:PATH (a folder with `fid`)")
     parser.add_argument("--fake", default=None, help="generated images folder (with `fid`)")

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lkgan_jax.cli.arguments import add_run_arguments
 from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.models.latent import Latent, latent_to_numpy
 from lkgan_jax.pretrained import TrainedGenerator, check_seeds, load_generator
@@ -28,8 +29,7 @@ GRID_FILE = "grid.png"
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="render the images of a range of seeds from a trained run")
-    parser.add_argument("--workdir", required=True, help="training work dir")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    add_run_arguments(parser)
     parser.add_argument("--num", type=int, default=16, help="number of images (seeds S .. S+N-1)")
     parser.add_argument("--seed", type=int, default=0, help="first seed S")
     parser.add_argument("--out", required=True, help="output directory")

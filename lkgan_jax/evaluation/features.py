@@ -130,10 +130,13 @@ class FeatureExtractor:
 
         self._features = jax.jit(features)
 
-    def compiled(self, height: int, width: int) -> Any:
-        """The compiled program for (batch_size, height, width, 3) uint8 inputs (compiles if needed)."""
-        spec = jax.ShapeDtypeStruct((self.batch_size, height, width, 3), jnp.uint8)
-        return self._features.lower(self.params, spec).compile()
+    def __call__(self, batch: np.ndarray) -> jax.Array:
+        """Features (batch_size, 2048) of exactly one full uint8 batch, as an (asynchronous) device array."""
+        batch = _check_batch(batch)
+        if batch.shape[0] != self.batch_size:
+            raise ValueError(f"FeatureExtractor called on {batch.shape[0]} images; it takes batches of "
+                             f"{self.batch_size} (use extract() for any number)")
+        return self._features(self.params, batch)
 
     def _fixed_batches(self, images: Images) -> Iterator[tuple[np.ndarray, int]]:
         """(batch (batch_size, H, W, 3), number of real rows) with the last batch zero-padded."""
@@ -163,7 +166,7 @@ class FeatureExtractor:
         """Features (b, 2048) float32 per processed batch, in input order (padding rows dropped)."""
         previous = None
         for batch, valid in self._fixed_batches(images):
-            current = (self._features(self.params, batch), valid)  # dispatched asynchronously
+            current = (self(batch), valid)  # dispatched asynchronously
             if previous is not None:
                 yield np.asarray(previous[0])[: previous[1]]
             previous = current

@@ -2,9 +2,9 @@
 
 ``frechet_distance(a, b) = ‖μa − μb‖² + tr Σa + tr Σb − 2 tr √(Σa Σb)`` in float64 NumPy. The trace
 term uses the symmetric route (no ``scipy.linalg.sqrtm``, no complex numbers): Σa Σb is similar to the
-PSD matrix √Σa Σb √Σa, so ``tr √(Σa Σb) = Σᵢ √λᵢ(√Σa Σb √Σa)`` with √Σa from ``eigh`` (negative
-round-off eigenvalues clipped to 0) and the λᵢ from ``eigvalsh`` (clipped to 0). It stays finite for
-rank-deficient covariances (fewer samples than dimensions).
+PSD matrix √Σa Σb √Σa, so ``tr √(Σa Σb) = Σᵢ √λᵢ(√Σa Σb √Σa)`` with √Σa from ``eigh`` and the λᵢ
+from ``eigvalsh``; in both, negative eigenvalues and those below the round-off level d·eps·λmax are set
+to 0. It stays finite, ≥ 0 and accurate for rank-deficient covariances (fewer samples than dimensions).
 
 Statistics files are ``.npz`` with ``mu`` (D,), ``sigma`` (D, D), ``num`` and optionally ``features``
 (N, D) float32 (for KID); pytorch-fid's own ``--save-stats`` files (``mu``, ``sigma``) load too.
@@ -36,7 +36,8 @@ CACHE_SUBDIR = "fid_stats"
 class Statistics:
     """Feature moments of one image set: mean ``mu`` (D,) and unbiased covariance ``sigma`` (D, D), float64.
 
-    ``num`` is the number of images; ``features`` (N, D) float32 is kept only when asked for (KID).
+    ``num`` is the number of images (−1 when unknown, e.g. pytorch-fid's .npz files); ``features``
+    (N, D) float32 is kept only when asked for (KID).
     """
 
     mu: np.ndarray
@@ -101,11 +102,20 @@ def frechet_distance(stats_a: Statistics, stats_b: Statistics) -> float:
     return float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * trace_sqrt_product(sigma_a, sigma_b))
 
 
+def _clip_round_off(eigenvalues: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a symmetric PSD matrix with round-off removed: values ≤ d·eps·λmax (negative ones
+    included) become 0, the numerical-rank cutoff of ``np.linalg.matrix_rank``. Without it, √ of the
+    ~1e-16·λmax noise in the null space of a rank-deficient covariance adds ~1e-8·√λmax per dimension.
+    """
+    cutoff = max(float(eigenvalues.max(initial=0.0)), 0.0) * eigenvalues.shape[0] * np.finfo(np.float64).eps
+    return np.where(eigenvalues > cutoff, eigenvalues, 0.0)
+
+
 def symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
-    """√M of a symmetric PSD matrix by ``eigh`` (float64), negative round-off eigenvalues clipped to 0."""
+    """√M of a symmetric PSD matrix by ``eigh`` (float64); negative and round-off eigenvalues become 0."""
     m = np.asarray(matrix, np.float64)
     eigenvalues, eigenvectors = np.linalg.eigh((m + m.T) / 2.0)
-    return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
+    return (eigenvectors * np.sqrt(_clip_round_off(eigenvalues))) @ eigenvectors.T
 
 
 def trace_sqrt_product(sigma_a: np.ndarray, sigma_b: np.ndarray) -> float:
@@ -113,7 +123,7 @@ def trace_sqrt_product(sigma_a: np.ndarray, sigma_b: np.ndarray) -> float:
     root_a = symmetric_sqrt(sigma_a)
     product = root_a @ np.asarray(sigma_b, np.float64) @ root_a
     eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
-    return float(np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None))))
+    return float(np.sum(np.sqrt(_clip_round_off(eigenvalues))))
 
 
 def statistics_cache_dir(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:

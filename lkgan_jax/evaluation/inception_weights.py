@@ -310,10 +310,12 @@ def load_inception_params(path: str | os.PathLike | None, allow_unverified: bool
     start with ``6726825d`` (unless ``allow_unverified``: then a warning), when it cannot be parsed, or
     when a tensor's shape does not fit the network.
     """
+    where = "No FID Inception weights file was given" if path is None else \
+        f"FID Inception weights not found at {os.fspath(path)!r}"
     if path is None or not os.path.isfile(path):
         raise FileNotFoundError(
-            f"FID Inception weights not found at {path!r}: download pytorch-fid's {WEIGHTS_FILENAME} "
-            f"({WEIGHTS_URL}) and pass its local path (no download is attempted).")
+            f"{where}: download pytorch-fid's {WEIGHTS_FILENAME} ({WEIGHTS_URL}) "
+            "and pass its local path (nothing is downloaded automatically).")
     sha256 = file_sha256(path)
     if not sha256.startswith(EXPECTED_SHA256_PREFIX):
         message = (f"{path} has SHA-256 {sha256[:16]}…, not pytorch-fid's FID Inception weights "

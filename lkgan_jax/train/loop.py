@@ -29,7 +29,6 @@ from lkgan_jax.utils.metric_writer import JsonlWriter, Progress, log_progress
 from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, SAMPLES_DIR
 
 
-
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN/Inf; the run stopped without checkpointing the bad state."""
 

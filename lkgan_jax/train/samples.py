@@ -8,9 +8,9 @@ from typing import Callable
 import jax
 import numpy as np
 
+from lkgan_jax import pretrained
 from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.models.generator import Generator
-from lkgan_jax import pretrained
 from lkgan_jax.models.latent import Latent
 from lkgan_jax.utils import visualize
 
