@@ -56,8 +56,8 @@ def load_start_latent(path: str, seed: int) -> Latent:
 
 def run_recipe(
     model: TrainedGenerator, start: Latent, operations: list[Operation]
-) -> list[tuple[str, Latent, np.ndarray]]:
-    """Applies ``operations`` in order -> [(label, frames latent, uint8 frames (T, R, R, 3))], input first.
+) -> list[tuple[str, str, Latent, np.ndarray]]:
+    """Applies ``operations`` in order -> [(name, caption, frames latent, uint8 frames (T, R, R, 3))], input first.
 
     T is 1 except for interpolations; each op starts from the last frame of the one before.
     """
@@ -68,21 +68,21 @@ def run_recipe(
             sources[seed] = model.latent_from_seeds(check_seeds([seed]))
         return sources[seed]
 
-    results = [("input", start, float_to_uint8(model.render(start)))]
+    results = [("input", "input", start, float_to_uint8(model.render(start)))]
     latent = start
     for op in operations:
         frames = apply_operation(op, latent, latent_of_seed)
-        results.append((op.name, frames, float_to_uint8(model.render(frames))))
+        results.append((op.name, op.caption, frames, float_to_uint8(model.render(frames))))
         latent = jax.tree.map(lambda x: x[-1:], frames)
     return results
 
 
-def save_outputs(out: pathlib.Path, results: list[tuple[str, Latent, np.ndarray]], resolution: int) -> list[pathlib.Path]:
+def save_outputs(out: pathlib.Path, results: list[tuple[str, str, Latent, np.ndarray]], resolution: int) -> list[pathlib.Path]:
     """Writes the per-op images, strip, GIFs and final latent; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written, tiles = [], []
     upscale = visualize.readable_upscale_factor(resolution)
-    for i, (name, frames, images) in enumerate(results):
+    for i, (name, caption, frames, images) in enumerate(results):
         path = out / f"{i:02d}_{name}.png"
         visualize.save_png(str(path), images[-1])
         written.append(path)
@@ -92,9 +92,9 @@ def save_outputs(out: pathlib.Path, results: list[tuple[str, Latent, np.ndarray]
             visualize.save_gif(str(gif), big)
             written.append(gif)
         drawn = visualize.draw_keypoints(big[-1:], np.asarray(frames.keypoints[-1:]), np.asarray(frames.mask[-1:]))[0]
-        tiles.append(visualize.add_caption(drawn, name if i == 0 else f"{i} {name}"))
+        tiles.append(visualize.add_caption(drawn, caption if i == 0 else f"{i} {caption}"))
     visualize.save_png(str(out / STRIP_FILE), visualize.make_grid(np.stack(tiles), ncols=len(tiles)))
-    final = jax.tree.map(lambda x: x[-1:], results[-1][1])
+    final = jax.tree.map(lambda x: x[-1:], results[-1][2])
     files.save_npz(out / LATENT_FILE, **latent_to_numpy(final))
     return written + [out / STRIP_FILE, out / LATENT_FILE]
 

@@ -61,6 +61,11 @@ class Operation:
         return f"op {self.position} ({self.name!r})"
 
     @property
+    def caption(self) -> str:
+        """A short label for pictures, e.g. ``interpolate positions``."""
+        return f"{self.name} {self.fields['what']}" if self.name == "interpolate" else self.name
+
+    @property
     def seeds(self) -> list[int]:
         """Seeds of other images this op reads."""
         return [self.fields[k] for k in ("from_seed", "to_seed") if k in self.fields]
