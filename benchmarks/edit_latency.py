@@ -30,7 +30,7 @@ from lkgan_jax.config_loading import load_config  # noqa: E402
 from lkgan_jax.editing import ops  # noqa: E402
 from lkgan_jax.models.factory import make_generator  # noqa: E402
 from lkgan_jax.models.latent import sample_noise  # noqa: E402
-from lkgan_jax.pretrained import TrainedGenerator, load_generator  # noqa: E402
+from lkgan_jax.pretrained import TrainedGenerator, load_generator, render  # noqa: E402
 
 DEFAULT_CONFIGS = "configs/paper_64.py,configs/paper_128.py,configs/paper_256.py"
 MOVED_PART = 0
@@ -49,7 +49,7 @@ def measure(model: TrainedGenerator, batch: int, iters: int) -> dict:
     @jax.jit
     def edit_and_render(variables, latent, to):
         edited = ops.move(latent, MOVED_PART, to=to)
-        images = generator.apply(variables, edited, train=False, method=type(generator).render)
+        images = render(generator, variables, edited)
         return jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
     latent = model.latent_from_seeds(np.arange(batch))

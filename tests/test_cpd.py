@@ -25,14 +25,14 @@ def _latents(seeds: np.ndarray) -> Latent:
     return Latent.create(jnp.zeros((len(seeds), K, 2)), embeddings, background, 0.01)
 
 
-def _disjoint_render(latent: Latent) -> jax.Array:
+def _disjoint_render(variables, latent: Latent) -> jax.Array:
     """Part k paints columns 2k, 2k+1 with its embedding; the background paints nothing."""
     colours = jnp.tanh(latent.part_embeddings)  # (B, K, 3)
     columns = jnp.repeat(colours, 2, axis=1)  # (B, 2K = S, 3)
     return jnp.broadcast_to(columns[:, None], (latent.keypoints.shape[0], S, S, 3))
 
 
-def _entangled_render(latent: Latent) -> jax.Array:
+def _entangled_render(variables, latent: Latent) -> jax.Array:
     """Every part scales the same spatial pattern: all difference maps are proportional."""
     pattern = jnp.linspace(0.0, 1.0, S * S).reshape(S, S)
     amount = jnp.sum(latent.part_embeddings[..., 0] * jnp.arange(1, K + 1), axis=-1)  # (B,)
@@ -67,19 +67,21 @@ def test_swapped_latents_take_exactly_the_group_from_the_partner():
 
 def test_disjoint_parts_score_one_and_entangled_parts_zero():
     groups = PartGroups.each_part(K)
-    disjoint = compute_cpd(_disjoint_render, _latents, K, num_pairs=6, groups=groups, pairs_per_call=4)
+    disjoint = compute_cpd(_disjoint_render, None, _latents, K, num_pairs=6, groups=groups, pairs_per_call=4)
     assert disjoint["cpd"] == pytest.approx(1.0, abs=1e-6)
     assert disjoint["cpd_raw"] > 1.0  # disjoint maps are anti-correlated before clipping
-    entangled = compute_cpd(_entangled_render, _latents, K, num_pairs=6, groups=groups, pairs_per_call=4)
+    entangled = compute_cpd(_entangled_render, None, _latents, K, num_pairs=6, groups=groups, pairs_per_call=4)
     assert entangled["cpd"] == pytest.approx(0.0, abs=1e-5)
     assert np.asarray(entangled["cpd_matrix"]).shape == (K, K) and entangled["cpd_num_samples"] == 12
 
 
 def test_batching_does_not_change_the_result():
     groups = parse_groups("0,1;2;3", K, background=True)
-    render = lambda l: _disjoint_render(l) + jnp.tanh(l.background_embedding)[:, None, None, :] * 0.1  # noqa: E731
-    one = compute_cpd(render, _latents, K, num_pairs=5, groups=groups, pairs_per_call=5)
-    padded = compute_cpd(render, _latents, K, num_pairs=5, groups=groups, pairs_per_call=2)
+    def render(variables, latent):
+        return _disjoint_render(variables, latent) + jnp.tanh(latent.background_embedding)[:, None, None, :] * variables
+
+    one = compute_cpd(render, 0.1, _latents, K, num_pairs=5, groups=groups, pairs_per_call=5)
+    padded = compute_cpd(render, 0.1, _latents, K, num_pairs=5, groups=groups, pairs_per_call=2)
     np.testing.assert_allclose(padded["cpd_matrix"], one["cpd_matrix"], atol=1e-6)
     assert one["cpd_groups"] == [[0, 1], [2], [3]] and one["cpd_background"] is True
 

@@ -14,6 +14,7 @@ Outputs under ``RUN/detector/`` (``lkgan_jax.workdir``)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -48,6 +49,14 @@ class DetectorState(flax.struct.PyTreeNode):
     params: Any
     batch_stats: Any
     opt_state: optax.OptState
+
+
+def init_state(detector: KeypointDetector, tx: optax.GradientTransformation, resolution: int, key: jax.Array) -> DetectorState:
+    """A fresh detector state for images of side ``resolution``; pure, jit-able."""
+    init_key, run_key = jax.random.split(key)
+    variables = detector.init(init_key, jnp.zeros((1, resolution, resolution, 3)), train=False)
+    params = variables["params"]
+    return DetectorState(jnp.zeros((), jnp.int32), run_key, params, variables["batch_stats"], tx.init(params))
 
 
 def generated_pairs(generator: Generator, g_variables: Any, key: jax.Array, batch_size: int) -> tuple[jax.Array, Any]:
@@ -89,11 +98,7 @@ def build_detector_trainer(detect_config: ml_collections.ConfigDict, generator: 
     batch_sharding = parallel.batch_sharding(mesh)
     resolution = generator.resolution
 
-    def init(key: jax.Array) -> DetectorState:
-        init_key, run_key = jax.random.split(key)
-        variables = detector.init(init_key, jnp.zeros((1, resolution, resolution, 3)), train=False)
-        params = variables["params"]
-        return DetectorState(jnp.zeros((), jnp.int32), run_key, params, variables["batch_stats"], tx.init(params))
+    init = functools.partial(init_state, detector, tx, resolution)
 
     def step(state: DetectorState, g_variables: Any) -> tuple[DetectorState, dict]:
         key = jax.random.fold_in(state.key, state.step)
@@ -182,6 +187,16 @@ def train_detector(workdir: str | pathlib.Path, detect_config: ml_collections.Co
         return _run(trainer, state, g_variables, manager, directory)
 
 
+def _finite_scalars(metrics: dict, step: int, manager: Any) -> dict[str, float]:
+    """The step's metrics as floats; ``TrainingDivergedError`` if any is NaN/Inf."""
+    scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not all(map(math.isfinite, scalars.values())):
+        raise TrainingDivergedError(
+            f"detector loss became NaN/Inf by step {step}; training stopped (last good checkpoint: {manager.latest_step()})"
+        )
+    return scalars
+
+
 def _run(trainer: DetectorTrainer, state: DetectorState, g_variables: Any, manager: Any, directory: pathlib.Path) -> DetectorState:
     c = trainer.config
     step = int(jax.device_get(state.step))
@@ -199,15 +214,12 @@ def _run(trainer: DetectorTrainer, state: DetectorState, g_variables: Any, manag
                 state, metrics = compiled(state, g_variables)
                 step += 1
                 if step % c.log_every == 0 or step == c.steps:
-                    scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    if not all(map(math.isfinite, scalars.values())):
-                        raise TrainingDivergedError(
-                            f"detector loss became NaN/Inf by step {step}; training stopped (last good checkpoint: {manager.latest_step()})"
-                        )
+                    scalars = _finite_scalars(metrics, step, manager)
                     steps_per_s = progress.update(step)
                     writer.write(step, {**scalars, "steps_per_s": steps_per_s})
                     log_progress(progress.line(step, steps_per_s, scalars))
                 if step % c.checkpoint_every == 0 or step == c.steps:
+                    _finite_scalars(metrics, step, manager)  # never checkpoint a diverged detector
                     checkpoint.save(manager, step, state, None)
             if stop.requested and manager.latest_step() != step:
                 checkpoint.save(manager, step, state, None)
@@ -257,12 +269,7 @@ def load_detector(workdir: str | pathlib.Path, step: int | None = None) -> tuple
     detect_config = ml_collections.ConfigDict(saved["detect"])
     generator = load_generator(workdir, saved["generator_step"])
     detector = make_detector(detect_config, generator.num_parts)
-    tx = optax.adam(detect_config.lr)
-    resolution = generator.resolution
-
-    def init(key):
-        variables = detector.init(key, jnp.zeros((1, resolution, resolution, 3)), train=False)
-        return DetectorState(jnp.zeros((), jnp.int32), key, variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+    init = functools.partial(init_state, detector, optax.adam(detect_config.lr), generator.resolution)
 
     manager = checkpoint.make_manager(directory / CHECKPOINT_DIR, 1, read_only=True)
     try:

@@ -16,7 +16,7 @@ A map with no change at all (zero variance) correlates 0 with everything.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,9 @@ import numpy as np
 
 from lkgan_jax.models.latent import Latent
 
-Renderer = Callable[[Latent], jax.Array]  # Latent (B, ...) -> images (B, H, W, 3)
+# (variables, Latent (B, ...)) -> images (B, H, W, 3); the variables are an argument, not a closure,
+# so a large generator's weights never become constants of the compiled program.
+Renderer = Callable[[Any, Latent], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,14 +101,15 @@ def cpd_score(matrix: np.ndarray) -> float:
 
 
 def make_pair_correlations(render: Renderer, part_masks: np.ndarray, background: bool) -> Callable:
-    """A jitted ``(a, b) -> (clipped (P, G, G), raw (P, G, G))`` per pair of the batch."""
+    """A jitted ``(variables, a, b) -> (clipped (P, G, G), raw (P, G, G))`` per pair of the batch."""
     masks = jnp.asarray(part_masks)
 
     @jax.jit
-    def correlations(a: Latent, b: Latent) -> tuple[jax.Array, jax.Array]:
+    def correlations(variables: Any, a: Latent, b: Latent) -> tuple[jax.Array, jax.Array]:
         pairs = a.keypoints.shape[0]
-        base = render(a)
-        edited = render(swapped_latents(a, b, masks, background)).reshape((masks.shape[0], pairs) + base.shape[1:])
+        base = render(variables, a)
+        edited = render(variables, swapped_latents(a, b, masks, background))
+        edited = edited.reshape((masks.shape[0], pairs) + base.shape[1:])
         return map_correlations(difference_maps(edited, base))
 
     return correlations
@@ -114,6 +117,7 @@ def make_pair_correlations(render: Renderer, part_masks: np.ndarray, background:
 
 def compute_cpd(
     render: Renderer,
+    variables: Any,
     latents_of: Callable[[np.ndarray], Latent],
     num_parts: int,
     num_pairs: int,
@@ -123,7 +127,7 @@ def compute_cpd(
 ) -> dict[str, object]:
     """CPD over ``num_pairs`` pairs of samples (seeds ``2i``, ``2i+1`` offset by ``seed``).
 
-    ``latents_of(seeds (P,)) -> Latent`` gives the samples, ``render`` renders any latent batch.
+    ``latents_of(seeds (P,)) -> Latent`` gives the samples, ``render(variables, latent)`` renders any batch.
     Pairs are processed ``pairs_per_call`` at a time (the last call padded with repeats that are
     not counted, so one compiled program serves every call). Returns ``cpd``, ``cpd_raw``, ``cpd_matrix`` (G×G list) and the settings.
     """
@@ -137,7 +141,7 @@ def compute_cpd(
         count = min(pairs_per_call, num_pairs - start)
         index = start + np.minimum(np.arange(pairs_per_call), count - 1)  # pad with the last pair
         a, b = latents_of(seed + 2 * index), latents_of(seed + 2 * index + 1)
-        clipped, raw = correlations(a, b)
+        clipped, raw = correlations(variables, a, b)
         total_clipped += np.asarray(clipped, np.float64)[:count].sum(axis=0)
         total_raw += np.asarray(raw, np.float64)[:count].sum(axis=0)
     matrix = total_clipped / num_pairs

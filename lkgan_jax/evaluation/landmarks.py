@@ -171,10 +171,10 @@ def landmark_metrics(workdir: str, source: str, eval_config, data_seed: int = 0)
         "random_detector": protocol_errors(baseline.detect, train, test, resolution, eyes, e.batch_size),
         "mean_landmarks": mean_landmark_errors(train, test, resolution, eyes),
     }
-    pairs = jax.jit(lambda key: generated_pairs(generator.generator, generator.variables, key, e.batch_size))
+    pairs = jax.jit(generated_pairs, static_argnums=(0, 3))  # the weights are an argument, not constants
     distances = []
     for i in range(-(-e.generated_pairs // e.batch_size)):
-        images, latent = pairs(jax.random.fold_in(jax.random.key(e.seed), i))
+        images, latent = pairs(generator.generator, generator.variables, jax.random.fold_in(jax.random.key(e.seed), i), e.batch_size)
         distances.append(np.linalg.norm(np.asarray(detector.detect(images)) - np.asarray(latent.keypoints), axis=-1))
     generated_error = float(np.mean(np.concatenate(distances)[: e.generated_pairs]) * pixels_per_unit(resolution) / resolution * 100.0)
     metrics: dict[str, float | int | str] = {f"landmarks/{k}": v for k, v in results["trained"].items()}

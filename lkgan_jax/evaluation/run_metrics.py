@@ -23,7 +23,7 @@ from lkgan_jax.editing import ops
 from lkgan_jax.evaluation import cpd, fid, kid
 from lkgan_jax.evaluation.features import FeatureExtractor
 from lkgan_jax.models.latent import Latent
-from lkgan_jax.pretrained import TrainedGenerator, load_generator
+from lkgan_jax.pretrained import TrainedGenerator, load_generator, render
 
 INTERPOLATION_KINDS = ("parts", "positions", "background", "all")
 STATISTICS_VERSION = 1  # bump when the way real statistics are computed changes
@@ -186,8 +186,9 @@ def cpd_metric(run: RunEvaluation) -> dict[str, Any]:
     groups = cpd.parse_groups(run.cpd_groups, model.num_parts, run.cpd_background)
     pairs_per_call = max(1, e.batch_size // groups.size)
     result = cpd.compute_cpd(
-        lambda latent: model.generator.apply(model.variables, latent, train=False, method=type(model.generator).render),
-        lambda seeds: model.latent_from_seeds(seeds),
+        functools.partial(render, model.generator),
+        model.variables,
+        model.latent_from_seeds,
         model.num_parts,
         num_pairs=e.cpd_pairs,
         groups=groups,
