@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -74,14 +75,18 @@ class RunEvaluation:
             "weights_sha256": self.extractor.weights_sha256,
             "keep_features": True,
         }
+        def batches() -> Iterator[np.ndarray]:
+            return real_batches(self.real, resolution, num, self.config.eval.batch_size, self.config.data.seed)
+
         if self.real == "procedural":
-            key.update(set="procedural", data_seed=self.config.data.seed, split="train")
+            # Faces are cheap to render (thousands per second) next to Inception: hashing their pixels
+            # keys the cache by content, so a change of the renderer never reuses stale statistics.
+            key.update(set="procedural", content_sha256=images_content_hash(batches()))
         elif self.real.startswith("folder:"):
             key.update(set="folder", content_sha256=fid.folder_content_hash(self.real.removeprefix("folder:")))
         else:
             raise ValueError(f"unknown real set {self.real!r}; use procedural or folder:PATH")
-        batches = real_batches(self.real, resolution, num, self.config.eval.batch_size, self.config.data.seed)
-        return fid.cached_statistics(key, lambda: self.extractor.statistics(batches, keep_features=True))
+        return fid.cached_statistics(key, lambda: self.extractor.statistics(batches(), keep_features=True))
 
     def provenance(self) -> dict[str, Any]:
         return {"step": self.generator.step, "resolution": self.generator.resolution}
@@ -140,6 +145,14 @@ def real_batches(source: str, resolution: int, num: int, batch_size: int, data_s
         yield np.stack(batch)
     if used < num:
         logging.warning("%s has %d readable images, fewer than the %d asked for", source, used, num)
+
+
+def images_content_hash(batches: Iterator[np.ndarray]) -> str:
+    """SHA-256 hex over the shapes and bytes of uint8 image batches, in order."""
+    digest = hashlib.sha256()
+    for batch in batches:
+        digest.update(str(batch.shape).encode() + np.ascontiguousarray(batch).tobytes())
+    return digest.hexdigest()
 
 
 def seed_latents(model: TrainedGenerator, first_seed: int) -> Callable[[np.ndarray], Latent]:
