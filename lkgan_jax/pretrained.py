@@ -103,15 +103,6 @@ def check_seeds(seeds: Any) -> np.ndarray:
     return array.astype(np.uint32)
 
 
-def available_steps(workdir: str | pathlib.Path) -> list[int]:
-    """Steps with a complete checkpoint in ``workdir`` (ascending)."""
-    manager = _manager(pathlib.Path(workdir))
-    try:
-        return sorted(manager.all_steps())
-    finally:
-        manager.close()
-
-
 def load_generator(workdir: str | pathlib.Path, step: int | None = None, device: jax.Device | None = None) -> TrainedGenerator:
     """The EMA generator of the run in ``workdir`` at ``step`` (default: latest), on ``device``.
 

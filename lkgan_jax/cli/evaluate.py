@@ -110,7 +110,7 @@ def parse_metric_names(text: str) -> list[str]:
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
     result = _folders_fid(args, overrides) if args.mode == "fid" else _run_metrics(args, overrides)
     result.update(provenance())
-    files.write_atomically(args.out, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
+    files.write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
 
 

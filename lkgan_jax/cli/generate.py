@@ -22,6 +22,7 @@ from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.models.latent import Latent, latent_to_numpy
 from lkgan_jax.pretrained import TrainedGenerator, check_seeds, load_generator
 from lkgan_jax.utils import files, visualize
+from lkgan_jax.utils.batching import padded_batches
 
 LATENTS_FILE = "latents.npz"
 GRID_FILE = "grid.png"
@@ -49,12 +50,10 @@ def generate(model: TrainedGenerator, seeds: np.ndarray, batch_size: int) -> tup
     """
     seeds = check_seeds(seeds)
     images, latents = [], []
-    for start in range(0, len(seeds), batch_size):
-        chunk = seeds[start : start + batch_size]
-        padded = np.pad(chunk, (0, batch_size - len(chunk)), mode="edge")
-        latent = model.latent_from_seeds(padded)
-        images.append(float_to_uint8(model.render(latent))[: len(chunk)])
-        latents.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x[:n]), latent))
+    for indices, count in padded_batches(len(seeds), batch_size):
+        latent = model.latent_from_seeds(seeds[indices])
+        images.append(float_to_uint8(model.render(latent))[:count])
+        latents.append(jax.tree.map(lambda x, n=count: np.asarray(x[:n]), latent))
     return np.concatenate(images), jax.tree.map(lambda *x: jnp.asarray(np.concatenate(x)), *latents)
 
 

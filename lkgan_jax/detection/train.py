@@ -30,14 +30,16 @@ from jax.sharding import Mesh
 
 from lkgan_jax import checkpoint, parallel
 from lkgan_jax.detection.detector import KeypointDetector, make_detector
+from lkgan_jax.models.factory import generator_resolution
 from lkgan_jax.models.generator import Generator
 from lkgan_jax.models.heatmaps import keypoint_heatmaps
 from lkgan_jax.models.latent import sample_noise
 from lkgan_jax.pretrained import TrainedGenerator, load_generator
 from lkgan_jax.train.loop import TrainingDivergedError
+from lkgan_jax.utils import files
 from lkgan_jax.utils.interrupts import StopRequest
 from lkgan_jax.utils.metric_writer import JsonlWriter, Progress, log_progress
-from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE, DETECTOR_DIR, METRICS_FILE
+from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE, DETECTOR_DIR, METRICS_FILE, read_config
 
 # Fields of the detect section that define the network; a resumed run must keep them.
 ARCHITECTURE_FIELDS = ("input_size", "down_channels", "up_channels")
@@ -152,10 +154,7 @@ def _write_detector_config(directory: pathlib.Path, detect_config: ml_collection
                 f"{directory} holds a detector with other detect.{', detect.'.join(changed)}; delete it or keep the config"
             )
     if jax.process_index() == 0:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(new, indent=2) + "\n")
-        tmp.replace(path)
+        files.write_json(path, new)
 
 
 def recorded_generator_step(workdir: str | pathlib.Path) -> int | None:
@@ -267,9 +266,9 @@ def load_detector(workdir: str | pathlib.Path, step: int | None = None) -> tuple
         raise FileNotFoundError(f"no trained detector in {directory}; run `lkgan detect --workdir {workdir}` first")
     saved = json.loads((directory / CONFIG_FILE).read_text())
     detect_config = ml_collections.ConfigDict(saved["detect"])
-    generator = load_generator(workdir, saved["generator_step"])
-    detector = make_detector(detect_config, generator.num_parts)
-    init = functools.partial(init_state, detector, optax.adam(detect_config.lr), generator.resolution)
+    model_config = read_config(workdir).model  # the shapes suffice: no generator weights are read
+    detector = make_detector(detect_config, model_config.num_keypoints)
+    init = functools.partial(init_state, detector, optax.adam(detect_config.lr), generator_resolution(model_config))
 
     manager = checkpoint.make_manager(directory / CHECKPOINT_DIR, 1, read_only=True)
     try:

@@ -65,11 +65,6 @@ class Operation:
         """A short label for pictures, e.g. ``interpolate positions``."""
         return f"{self.name} {self.fields['what']}" if self.name == "interpolate" else self.name
 
-    @property
-    def seeds(self) -> list[int]:
-        """Seeds of other images this op reads."""
-        return [self.fields[k] for k in ("from_seed", "to_seed") if k in self.fields]
-
 
 def parse_recipe(text: str, num_parts: int, trained_parts: int | None = None, source: str = "OPS.json") -> list[Operation]:
     """Parses and validates a recipe for a latent with ``num_parts`` parts; ``RecipeError`` if bad.

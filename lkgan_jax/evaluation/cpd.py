@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lkgan_jax.models.latent import Latent
+from lkgan_jax.utils.batching import padded_batches
 
 # (variables, Latent (B, ...)) -> images (B, H, W, 3); the variables are an argument, not a closure,
 # so a large generator's weights never become constants of the compiled program.
@@ -137,9 +138,7 @@ def compute_cpd(
     correlations = make_pair_correlations(render, groups.masks(num_parts), groups.background)
     total_clipped = np.zeros((groups.size, groups.size))
     total_raw = np.zeros_like(total_clipped)
-    for start in range(0, num_pairs, pairs_per_call):
-        count = min(pairs_per_call, num_pairs - start)
-        index = start + np.minimum(np.arange(pairs_per_call), count - 1)  # pad with the last pair
+    for index, count in padded_batches(num_pairs, pairs_per_call):
         a, b = latents_of(seed + 2 * index), latents_of(seed + 2 * index + 1)
         clipped, raw = correlations(variables, a, b)
         total_clipped += np.asarray(clipped, np.float64)[:count].sum(axis=0)

@@ -19,9 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from lkgan_jax.conventions import pixels_per_unit
+from lkgan_jax.conventions import pixels_per_unit, uint8_to_float
 from lkgan_jax.data.image_folder import ImageFolder
 from lkgan_jax.data.procedural import ProceduralFaces
+from lkgan_jax.utils.batching import padded_batches
 
 RIDGE = 1.0  # fallback regulariser when XᵀX is singular (reference/lkgan.md §10.1)
 MAX_CONDITION = 1e12
@@ -113,12 +114,8 @@ def load_labelled_splits(
 
 def in_batches(function: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
     """``function`` over ``inputs`` in fixed-shape batches (the last one padded, padding dropped)."""
-    outputs = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start : start + batch_size]
-        padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
-        outputs.append(np.asarray(function(padded))[: len(chunk)])
-    return np.concatenate(outputs)
+    batches = padded_batches(len(inputs), batch_size)
+    return np.concatenate([np.asarray(function(inputs[indices]))[:count] for indices, count in batches])
 
 
 def protocol_errors(
@@ -131,7 +128,7 @@ def protocol_errors(
 ) -> dict[str, float]:
     """Runs ``detect`` (float images in [-1, 1] → keypoints) on both splits, regresses, scores the test split."""
     def keypoints(split: LabelledSplit) -> np.ndarray:
-        return in_batches(lambda x: detect(x.astype(np.float32) * (2.0 / 255.0) - 1.0), split.images, batch_size)
+        return in_batches(lambda x: detect(uint8_to_float(x)), split.images, batch_size)
 
     predicted = regress_landmarks(keypoints(train), train.landmarks, keypoints(test))
     return landmark_errors(predicted, test.landmarks, resolution, eye_landmarks)

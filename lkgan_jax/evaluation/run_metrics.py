@@ -25,8 +25,8 @@ from lkgan_jax.evaluation import cpd, fid, kid
 from lkgan_jax.evaluation.features import FeatureExtractor
 from lkgan_jax.models.latent import Latent
 from lkgan_jax.pretrained import TrainedGenerator, load_generator, render
+from lkgan_jax.utils.batching import padded_batches
 
-INTERPOLATION_KINDS = ("parts", "positions", "background", "all")
 STATISTICS_VERSION = 1  # bump when the way real statistics are computed changes
 
 
@@ -116,9 +116,7 @@ def rendered_batches(
 
     Every call renders ``batch_size`` latents (the last indices repeated), so one program serves all.
     """
-    for start in range(0, num, batch_size):
-        count = min(batch_size, num - start)
-        indices = start + np.minimum(np.arange(batch_size), count - 1)
+    for indices, count in padded_batches(num, batch_size):
         yield float_to_uint8(model.render(latents_of(indices)))[:count]
 
 
@@ -187,7 +185,7 @@ def fid_interp(run: RunEvaluation) -> dict[str, Any]:
     e = run.config.eval
     alphas = np.random.default_rng(e.seed).uniform(0.0, 1.0, run.samples).astype(np.float32)
     result: dict[str, Any] = {**run.provenance(), **run.fid_provenance()}
-    for what in INTERPOLATION_KINDS:
+    for what in ops.INTERPOLATION_TARGETS:
         stats = run.generated_statistics(interpolated_latents(run.generator, what, e.interp_seed, alphas))
         result[f"fid_interp/{what}"] = fid.frechet_distance(stats, run.real_statistics)
     return result

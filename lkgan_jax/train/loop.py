@@ -23,6 +23,7 @@ from lkgan_jax.models.factory import generator_resolution
 from lkgan_jax.train import samples
 from lkgan_jax.train.state import GanModels, TrainState, create_state, make_models
 from lkgan_jax.train.step import compile_train_step, make_train_step
+from lkgan_jax.utils import files
 from lkgan_jax.utils.compilation import compile_lowered
 from lkgan_jax.utils.interrupts import StopRequest
 from lkgan_jax.utils.metric_writer import JsonlWriter, Progress, log_progress
@@ -61,9 +62,7 @@ def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict, resum
                 "use a new --workdir"
             )
     if jax.process_index() == 0:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(new, indent=2) + "\n")
-        tmp.replace(path)
+        files.write_json(path, new)
 
 
 def _check_finite(state: TrainState, manager: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import IO, Any, Callable
@@ -21,6 +22,11 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]
     except BaseException:
         os.remove(temporary_path)
         raise
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+    """``value`` as indented JSON (one trailing newline) to ``path``, atomically."""
+    write_atomically(path, lambda file: file.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
