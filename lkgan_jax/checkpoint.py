@@ -22,11 +22,19 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint on disk does not fit the model of the current config."""
 
 
-def make_manager(directory: str | pathlib.Path, max_to_keep: int, *, read_only: bool = False) -> ocp.CheckpointManager:
-    """A manager for ``directory`` with asynchronous saves; every process of a run must create one."""
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, enable_async_checkpointing=not read_only, read_only=read_only, create=not read_only
+def read_only_options() -> ocp.CheckpointManagerOptions:
+    """Options for reading a run's checkpoints (no saving settings, which Orbax would warn about dropping)."""
+    return ocp.CheckpointManagerOptions(
+        read_only=True, create=False, enable_async_checkpointing=False, save_interval_steps=0, max_to_keep=None
     )
+
+
+def make_manager(directory: str | pathlib.Path, max_to_keep: int, *, read_only: bool = False) -> ocp.CheckpointManager:
+    """A manager for ``directory`` with asynchronous saves (or ``read_only``); every process of a run must create one."""
+    if read_only:
+        options = read_only_options()
+    else:
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=True, create=True)
     return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
 
 

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lkgan_jax.checkpoint import STATE_ITEM, CheckpointMismatchError
+from lkgan_jax.checkpoint import STATE_ITEM, CheckpointMismatchError, read_only_options
 from lkgan_jax.models.factory import make_generator
 from lkgan_jax.models.generator import Generator
 from lkgan_jax.models.latent import APPEARANCE_STREAM, BACKGROUND_STREAM, POSE_STREAM, Latent, noise_from_seeds, sample_noise
@@ -147,8 +147,7 @@ def _manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
     directory = (workdir / CHECKPOINT_DIR).absolute()
     if not directory.is_dir():
         raise FileNotFoundError(f"no checkpoint directory {directory}")
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-    return ocp.CheckpointManager(directory, options=options, item_handlers={STATE_ITEM: ocp.PyTreeCheckpointHandler()})
+    return ocp.CheckpointManager(directory, options=read_only_options(), item_handlers={STATE_ITEM: ocp.PyTreeCheckpointHandler()})
 
 
 def _check_shapes(restored: Any, target: Any, workdir: pathlib.Path, step: int) -> None:
