@@ -19,10 +19,15 @@ import argparse
 import datetime
 import json
 import time
-from typing import Any, Callable
+from typing import Any
 
 from lkgan_jax.cli.arguments import add_run_arguments
 from lkgan_jax.config_loading import config_for_run
+from lkgan_jax.evaluation.features import FeatureExtractor, iterate_folder_batches
+from lkgan_jax.evaluation.fid import frechet_distance
+from lkgan_jax.evaluation.kid import kernel_inception_distance
+from lkgan_jax.evaluation.preprocess import DEFAULT_PROTOCOL, PROTOCOLS
+from lkgan_jax.evaluation.run_metrics import METRICS, RunEvaluation
 from lkgan_jax.utils import files
 from lkgan_jax.workdir import read_config
 
@@ -38,49 +43,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-real", type=int, default=None, help="real images (default: eval.num_real)")
     parser.add_argument("--inception-weights", default=None, help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
     parser.add_argument("--allow-unverified-weights", action="store_true", help="accept another weight file (tests)")
-    parser.add_argument("--protocol", default="pytorch_fid", choices=["pytorch_fid", "tf_legacy"])
+    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS)
     parser.add_argument("--cpd-groups", default=None, help="CPD part groups like '0,1;2;3' (default: one per part)")
     parser.add_argument("--cpd-background", action="store_true", help="CPD: the background is one more group")
     parser.add_argument("--batch-size", type=int, default=50, help="Inception batch size (with `fid`)")
     parser.add_argument("--config", default=None, help="config file for the eval section (default: the run's)")
     parser.add_argument("--out", required=True, help="output JSON file")
     parser.set_defaults(run=run, takes_overrides=True)
-
-
-def _landmarks(run: Any) -> dict[str, Any]:
-    from lkgan_jax.evaluation.landmarks import landmark_metrics
-
-    return landmark_metrics(run.workdir, run.real, run.config.eval, data_seed=run.config.data.seed)
-
-
-def _fid_kid(with_fid: bool, with_kid: bool) -> Callable[[Any], dict[str, Any]]:
-    def metric(run: Any) -> dict[str, Any]:
-        from lkgan_jax.evaluation.run_metrics import fid_and_kid
-
-        return fid_and_kid(run, with_fid, with_kid)
-
-    return metric
-
-
-def _fid_interp(run: Any) -> dict[str, Any]:
-    from lkgan_jax.evaluation.run_metrics import fid_interp
-
-    return fid_interp(run)
-
-
-def _cpd(run: Any) -> dict[str, Any]:
-    from lkgan_jax.evaluation.run_metrics import cpd_metric
-
-    return cpd_metric(run)
-
-
-METRICS: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "fid": _fid_kid(True, False),
-    "kid": _fid_kid(False, True),
-    "fid_interp": _fid_interp,
-    "cpd": _cpd,
-    "landmarks": _landmarks,
-}
 
 
 def provenance() -> dict[str, Any]:
@@ -119,8 +88,6 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
         raise ValueError("lkgan evaluate needs --workdir and --metrics (or the `fid` mode with --real and --fake)")
     if args.fake:
         raise ValueError("--fake is only for `lkgan evaluate fid --real DIR --fake DIR`")
-    from lkgan_jax.evaluation.run_metrics import RunEvaluation
-
     names = parse_metric_names(args.metrics)
     real = args.real or "procedural"
     config = config_for_run(read_config(args.workdir), ("eval",), args.config, overrides)
@@ -141,10 +108,6 @@ def _folders_fid(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
         raise ValueError("lkgan evaluate fid needs --real DIR and --fake DIR")
     if args.workdir or args.metrics or overrides:
         raise ValueError("lkgan evaluate fid takes --real, --fake, --inception-weights, --protocol, --batch-size, --out")
-    from lkgan_jax.evaluation.features import FeatureExtractor, iterate_folder_batches
-    from lkgan_jax.evaluation.fid import frechet_distance
-    from lkgan_jax.evaluation.kid import kernel_inception_distance
-
     start = time.perf_counter()
     extractor = FeatureExtractor(
         args.inception_weights, protocol=args.protocol, batch_size=args.batch_size, allow_unverified=args.allow_unverified_weights

@@ -23,6 +23,7 @@ from lkgan_jax.data.procedural import render_faces
 from lkgan_jax.editing import ops
 from lkgan_jax.evaluation import cpd, fid, kid
 from lkgan_jax.evaluation.features import FeatureExtractor
+from lkgan_jax.evaluation.landmarks import landmark_metrics
 from lkgan_jax.models.latent import Latent
 from lkgan_jax.pretrained import TrainedGenerator, load_generator, render
 from lkgan_jax.utils.batching import padded_batches
@@ -207,3 +208,17 @@ def cpd_metric(run: RunEvaluation) -> dict[str, Any]:
         seed=e.cpd_seed,
     )
     return {**run.provenance(), **result}
+
+
+def landmarks(run: RunEvaluation) -> dict[str, Any]:
+    return landmark_metrics(run.workdir, run.real, run.config.eval, data_seed=run.config.data.seed)
+
+
+# ``lkgan evaluate --metrics`` names -> functions of a RunEvaluation returning JSON-ready entries.
+METRICS: dict[str, Callable[[RunEvaluation], dict[str, Any]]] = {
+    "fid": functools.partial(fid_and_kid, with_fid=True, with_kid=False),
+    "kid": functools.partial(fid_and_kid, with_fid=False, with_kid=True),
+    "fid_interp": fid_interp,
+    "cpd": cpd_metric,
+    "landmarks": landmarks,
+}
