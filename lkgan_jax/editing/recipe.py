@@ -185,9 +185,11 @@ def _check_against_parts(op: Operation, num_parts: int, trained_parts: int, sour
     indices = f.get("part") or f.get("parts") or ([f["like"]] if op.name == "add" else [])
     reads_seed_parts = op.name == "swap_parts" or (op.name == "interpolate" and f["what"] != "background")
     limit = min(num_parts, trained_parts) if reads_seed_parts else num_parts
-    bad = [i for i in indices if not 0 <= i < limit]
-    if bad:
-        raise RecipeError(f"{source} {op.label}: part {bad[0]} out of range for a latent with {limit} parts (0..{limit - 1})")
+    if indices:
+        try:
+            ops.check_parts(indices, limit)
+        except ValueError as error:
+            raise RecipeError(f"{source} {op.label}: {error}") from None
     if reads_seed_parts and op.name == "interpolate" and f["parts"] is None and num_parts != trained_parts:
         raise RecipeError(
             f"{source} {op.label}: the edited latent has {num_parts} parts and seed {f['to_seed']} has {trained_parts}; "
