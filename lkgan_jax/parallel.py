@@ -69,9 +69,9 @@ def state_shardings(abstract_state: Any, mesh: Mesh, fsdp_min_bytes: int) -> Any
     return jax.tree.map(rule, abstract_state)
 
 
-def check_global_batch(global_batch_size: int, mesh: Mesh) -> None:
-    """Raises a one-line error unless the batch divides over devices and processes."""
+def check_global_batch(global_batch_size: int, mesh: Mesh, field: str = "train.batch_size") -> None:
+    """Raises a one-line error (naming the config ``field``) unless the batch divides over devices and processes."""
     if global_batch_size % mesh.size:
-        raise ValueError(f"train.batch_size={global_batch_size} is not divisible by the {mesh.size} devices of the mesh")
+        raise ValueError(f"{field}={global_batch_size} is not divisible by the {mesh.size} devices of the mesh")
     if global_batch_size % jax.process_count():
-        raise ValueError(f"train.batch_size={global_batch_size} is not divisible by {jax.process_count()} processes")
+        raise ValueError(f"{field}={global_batch_size} is not divisible by {jax.process_count()} processes")

@@ -34,7 +34,7 @@ from lkgan_jax.models.factory import generator_resolution
 from lkgan_jax.models.generator import Generator
 from lkgan_jax.models.heatmaps import keypoint_heatmaps
 from lkgan_jax.models.latent import sample_noise
-from lkgan_jax.pretrained import TrainedGenerator, load_generator
+from lkgan_jax.pretrained import TrainedGenerator, latent_from_noise, load_generator, render
 from lkgan_jax.train.loop import TrainingDivergedError
 from lkgan_jax.utils import files
 from lkgan_jax.utils.interrupts import StopRequest
@@ -63,8 +63,8 @@ def init_state(detector: KeypointDetector, tx: optax.GradientTransformation, res
 
 def generated_pairs(generator: Generator, g_variables: Any, key: jax.Array, batch_size: int) -> tuple[jax.Array, Any]:
     """``batch_size`` fresh (images (B, R, R, 3), latent) pairs from the EMA generator in eval mode."""
-    latent = generator.apply(g_variables, *sample_noise(key, batch_size, generator.z_dim), method=Generator.sample_latent)
-    images = generator.apply(g_variables, latent, train=False, method=Generator.render)
+    latent = latent_from_noise(generator, g_variables, *sample_noise(key, batch_size, generator.z_dim))
+    images = render(generator, g_variables, latent)
     return jax.lax.stop_gradient(images), jax.lax.stop_gradient(latent)
 
 
@@ -93,14 +93,11 @@ def build_detector_trainer(detect_config: ml_collections.ConfigDict, generator: 
         if c[name] <= 0:
             raise ValueError(f"detect.{name} must be positive, got {c[name]}")
     mesh = parallel.make_mesh(generator.config.mesh, devices)
-    if c.batch_size % mesh.size or c.batch_size % jax.process_count():
-        raise ValueError(f"detect.batch_size={c.batch_size} is not divisible by the {mesh.size} devices of the mesh")
+    parallel.check_global_batch(c.batch_size, mesh, "detect.batch_size")
     detector = make_detector(c, generator.num_parts)
     tx = optax.adam(c.lr)
     batch_sharding = parallel.batch_sharding(mesh)
-    resolution = generator.resolution
-
-    init = functools.partial(init_state, detector, tx, resolution)
+    init = functools.partial(init_state, detector, tx, generator.resolution)
 
     def step(state: DetectorState, g_variables: Any) -> tuple[DetectorState, dict]:
         key = jax.random.fold_in(state.key, state.step)
