@@ -24,6 +24,7 @@ from lkgan_jax.editing import ops
 from lkgan_jax.evaluation import cpd, fid, kid
 from lkgan_jax.evaluation.features import FeatureExtractor
 from lkgan_jax.evaluation.landmarks import landmark_metrics
+from lkgan_jax.evaluation.preprocess import DEFAULT_PROTOCOL
 from lkgan_jax.models.latent import Latent
 from lkgan_jax.pretrained import TrainedGenerator, load_generator, render
 from lkgan_jax.utils.batching import padded_batches
@@ -43,7 +44,7 @@ class RunEvaluation:
     num_real: int | None = None
     inception_weights: str | None = None
     allow_unverified_weights: bool = False
-    protocol: str = "pytorch_fid"
+    protocol: str = DEFAULT_PROTOCOL
     cpd_groups: str | None = None
     cpd_background: bool = False
 
