@@ -1,4 +1,4 @@
-"""Throughput of the procedural faces renderer on one CPU core (SPEC §5: >= 1,000 images/s at 64 px).
+"""Throughput of the procedural faces renderer on one CPU core (docs/design.md §5: >= 1,000 images/s at 64 px).
 
 Times ``render_face`` called in a loop, as the data pipeline calls it, after a short warm-up, and
 prints one JSON object on stdout::

@@ -30,7 +30,8 @@ from lkgan_jax.config_loading import load_config  # noqa: E402
 from lkgan_jax.editing import ops  # noqa: E402
 from lkgan_jax.models.factory import make_generator  # noqa: E402
 from lkgan_jax.models.latent import sample_noise  # noqa: E402
-from lkgan_jax.pretrained import TrainedGenerator, load_generator, render  # noqa: E402
+from lkgan_jax.models.sampling import TrainedGenerator, render  # noqa: E402
+from lkgan_jax.pretrained import load_generator  # noqa: E402
 
 DEFAULT_CONFIGS = "configs/paper_64.py,configs/paper_128.py,configs/paper_256.py"
 MOVED_PART = 0

@@ -62,8 +62,16 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.num_samples = 16  # images in each sample grid
     c.train.sample_seed = 1234
     c.train.sample_upscale = 4  # nearest-neighbour upscaling of saved sample tiles
+    # Evaluation during training on the in-memory EMA generator (0: never). Any metric of `lkgan
+    # evaluate` but landmarks; fid, kid and fid_interp need eval.inception_weights.
+    c.train.eval_every = 1000
+    c.train.eval_metrics = "cpd"  # comma-separated
+    c.train.eval_num_samples = 1000  # generated images per FID/KID/FID_interp during training
+    c.train.eval_cpd_pairs = 100  # CPD pairs during training (eval.cpd_pairs for `lkgan evaluate`)
+    c.train.eval_locality_pairs = 50  # locality pairs during training (eval.locality_pairs for `lkgan evaluate`)
+    c.train.profile_steps = ""  # "A,B": a jax.profiler trace of steps A..B into the work dir
 
-    # Keypoint detector trained on generated pairs (`lkgan detect`, SPEC §8).
+    # Keypoint detector trained on generated pairs (`lkgan detect`, docs/design.md §8).
     c.detect = ml_collections.ConfigDict()
     c.detect.steps = 2000
     c.detect.batch_size = 32
@@ -76,24 +84,56 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.detect.log_every = 100
     c.detect.checkpoint_every = 500
     c.detect.keep_checkpoints = 2
+    c.detect.fast_compile = False
+    c.detect.eval_every = 1000  # the landmark metric on the run's (labelled) data while training (0: never)
+    c.detect.eval_metrics = "landmarks"  # landmarks and/or locality (with move_follow from this detector)
+    c.detect.profile_steps = ""
 
-    # Evaluation (`lkgan evaluate`, SPEC §7).
+    # Evaluation (`lkgan evaluate`, and during training; docs/design.md §7).
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 64  # images per jitted call (the last batch is padded)
     c.eval.seed = 0  # first seed of the generated FID/KID samples; also seeds KID subsets, splits, α draws
     c.eval.num_samples = 5000  # generated images for FID, KID and each FID_interp
     c.eval.num_real = 5000  # real images for the reference statistics
     c.eval.inception_batch_size = 50  # images per Inception call
+    c.eval.inception_weights = ""  # local path of pytorch-fid's pt_inception-2015-12-05-6726825d.pth
     c.eval.kid_subsets = 100
     c.eval.kid_subset_size = 1000
     c.eval.interp_seed = 1_000_000  # FID_interp pairs: seeds s + 2i and s + 2i + 1
     c.eval.cpd_pairs = 1000  # CPD: 2 × 1000 samples in pairs
     c.eval.cpd_seed = 2_000_000
+    # Locality (docs/design.md §7.6): part swaps and keypoint moves on pairs of seeds s + 2i, s + 2i + 1.
+    c.eval.locality_pairs = 200
+    c.eval.locality_seed = 3_000_000
+    c.eval.locality_radii = (0.15, 0.3)  # swap_ratio disc radii (normalised units: 1 = half the image side)
+    c.eval.locality_move_px = 3  # move_follow: keypoint move in whole pixels along one axis
+    c.eval.locality_window = 0.15  # move_follow_px: half-width (normalised) of the window at the new position
     c.eval.landmarks_num_train = 1000  # labelled images for fitting the regression
     c.eval.landmarks_num_test = 500  # labelled images it is scored on
     c.eval.landmarks_test_fraction = 0.2  # image folders: share of images (seeded shuffle) for the test split
     c.eval.eye_landmarks = (0, 1)  # inter-ocular distance between these landmarks (procedural faces: eyes)
+    c.eval.judge_weights = ""  # judge.msgpack from `lkgan judge train` (metric `judge`)
+    c.eval.judge_num_samples = 2000  # generated and real images per judge_fd / judge_attributes
     c.eval.generated_pairs = 512  # held-out generated pairs for the detector-vs-generator sanity error
+
+    # The judge of image fidelity on procedural faces (`lkgan judge train`, docs/design.md §7.7).
+    c.judge = ml_collections.ConfigDict()
+    c.judge.steps = 3000
+    c.judge.batch_size = 64
+    c.judge.lr = 1e-3
+    c.judge.input_size = 32  # faces are rendered (and generated images resized) to this side
+    c.judge.channels = (32, 64, 128)  # residual down blocks
+    c.judge.feature_dim = 128  # penultimate features: the space of judge_fd
+    c.judge.attribute_weight = 1.0  # loss = landmark MSE + weight · standardised attribute MSE
+    c.judge.num_standardise = 5000  # training faces whose attribute mean and std standardise the targets
+    c.judge.num_test = 1000  # held-out test-split faces it is scored on
+    c.judge.seed = 0
+    c.judge.log_every = 100
+    c.judge.checkpoint_every = 1000
+    c.judge.keep_checkpoints = 2
+    c.judge.eval_every = 1000  # held-out scores while training (0: only at the end)
+    c.judge.fast_compile = False
+    c.judge.profile_steps = ""
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all remaining devices

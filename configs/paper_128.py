@@ -1,4 +1,4 @@
-"""GPU/TPU config at 128 px with the paper-size widths (reference/lkgan.md §5.3, §6), bf16 compute.
+"""GPU/TPU config at 128 px with the paper-size widths (channel plans: docs/design.md §2), bf16 compute.
 
 Data: procedural faces by default; ``--config.data.source=folder --config.data.path=DIR`` for a folder.
 """
@@ -31,13 +31,15 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.num_samples = 64
     c.train.sample_upscale = 1
     c.train.ema_warmup = False
-    c.detect.steps = 10_000  # 10 epochs × 1,000 batches of 64 (reference/lkgan.md §10.1)
+    c.train.eval_every = 5_000  # CPD on 200 pairs at each checkpoint
+    c.detect.steps = 10_000  # 10 epochs × 1,000 batches of 64: GANSeg's schedule (docs/design.md §8)
     c.detect.batch_size = 64
     c.detect.input_size = 128
     c.detect.down_channels = (64, 128, 256, 512)  # 128 → 8
     c.detect.up_channels = (256, 128)  # 8 → 32
     c.detect.log_every = 100
     c.detect.checkpoint_every = 1_000
+    c.detect.eval_every = 5_000
     c.eval.landmarks_num_train = 5_000
     c.eval.landmarks_num_test = 1_000
     c.eval.num_samples = 50_000

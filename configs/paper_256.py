@@ -1,4 +1,4 @@
-"""GPU/TPU config at 256 px with the paper-size widths (reference/lkgan.md §5.3, §6), bf16 compute."""
+"""GPU/TPU config at 256 px with the paper-size widths (channel plans: docs/design.md §2), bf16 compute."""
 
 import ml_collections
 

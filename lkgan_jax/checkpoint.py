@@ -1,4 +1,4 @@
-"""Orbax checkpoints of the whole training state plus the data-iterator position (SPEC §13).
+"""Orbax checkpoints of the whole training state plus the data-iterator position (docs/design.md §12).
 
 Orbax writes each step into a temporary directory and renames it when complete, so an interrupted
 save never becomes the latest checkpoint. Restores go into an abstract target carrying the wanted

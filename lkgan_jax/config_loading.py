@@ -68,16 +68,19 @@ def config_for_run(
 ) -> ml_collections.ConfigDict:
     """A trained run's config with its ``sections`` (e.g. ``detect``, ``eval``) settled, overrides applied.
 
-    Sections come from ``spec`` when one is given, else from the run's own config, else (runs from
-    before a section existed) from the default config.
+    Sections come from ``spec`` when one is given, else from the run's own config; a section or field
+    the run's config lacks (a run from before it existed) comes from the default config.
     """
     config = ml_collections.ConfigDict(run_config.to_dict())
     source = load_config(spec) if spec else None
-    default = None
+    default = load_config(DEFAULT_CONFIG)
     for name in sections:
         if source is not None:
             config[name] = source[name]
         elif name not in config:
-            default = default or load_config(DEFAULT_CONFIG)
             config[name] = default[name]
+        else:
+            for field, value in default[name].items():
+                if field not in config[name]:
+                    config[name][field] = value
     return apply_overrides(config, overrides)

@@ -1,4 +1,4 @@
-"""The one convention for images and keypoints used everywhere in lkgan_jax (SPEC §1).
+"""The one convention for images and keypoints used everywhere in lkgan_jax (docs/design.md §1).
 
 Images
     NHWC. Float in [-1, 1] inside models; uint8 in [0, 255] on disk.

@@ -1,4 +1,4 @@
-"""Device mesh and sharding rules (SPEC §3, §11): one code path from one CPU to a multi-host pod.
+"""Device mesh and sharding rules (docs/design.md §3, §10): one code path from one CPU to a multi-host pod.
 
 Mesh axes are ``data`` (batch) and ``fsdp`` (batch, and large parameters). Parameters and optimiser
 state are replicated, except arrays of at least ``fsdp_min_bytes`` whose largest dimension divisible

@@ -1,11 +1,13 @@
-"""The layout of a training work dir (SPEC §12), shared by training and everything that reads a run.
+"""The layout of a training work dir (docs/design.md §11), shared by training and everything that reads a run.
 
     WORKDIR/config.json      resolved config (rewritten on resume; the model section must not change)
     WORKDIR/checkpoints/     Orbax checkpoints of TrainState + data-iterator position
-    WORKDIR/metrics.jsonl    one JSON object per logged step
+    WORKDIR/metrics.jsonl    one JSON object per logged step and per evaluation during training
+    WORKDIR/events.out.tfevents.*  TensorBoard scalars and sample grids
     WORKDIR/samples/         step_XXXXXXX.png grids from the EMA generator (eval mode, keypoints drawn)
+    WORKDIR/plugins/profile/ jax.profiler traces (``train.profile_steps``)
     WORKDIR/detector/        the keypoint detector trained on the generator (config.json, checkpoints/,
-                             metrics.jsonl), written by ``lkgan detect``
+                             metrics.jsonl, events), written by ``lkgan detect``
 """
 
 from __future__ import annotations

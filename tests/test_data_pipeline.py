@@ -1,4 +1,4 @@
-"""Tests for lkgan_jax.data.image_folder and lkgan_jax.data.pipeline (SPEC §6, §13)."""
+"""Tests for lkgan_jax.data.image_folder and lkgan_jax.data.pipeline (docs/design.md §6, §12)."""
 
 import io
 import logging

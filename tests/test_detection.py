@@ -105,7 +105,7 @@ def test_labelled_splits_from_procedural_faces_and_a_folder(tmp_path):
             assert any(np.array_equal(image, r) for r in reference)
     errors = mean_landmark_errors(train, test, 32, (0, 1))
     assert errors["error_iod_pct"] > 0
-    with pytest.raises(ValueError, match="unknown labelled source"):
+    with pytest.raises(ValueError, match="unknown image source"):
         load_labelled_splits("celeba", 32, 4, 4, 0.2, 0)
 
 
@@ -117,7 +117,7 @@ def test_detect_then_evaluate_landmarks_through_the_cli(tiny_run, tmp_path, caps
     assert "no trained detector" in capsys.readouterr().err
     assert main(["detect", "--workdir", str(workdir), "--config.detect.steps=2"]) == 0
     assert main(["detect", "--workdir", str(workdir), "--config.detect.steps=4"]) == 0  # resumes from step 2
-    assert "resumed the detector" in caplog.text
+    assert "detector: resumed from" in caplog.text
     lines = [json.loads(line) for line in (workdir / "detector" / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4] and all(np.isfinite(line["loss"]) for line in lines)
     assert main(["evaluate", "--workdir", str(workdir), "--metrics", "landmarks", "--out", str(out)]) == 0
@@ -128,5 +128,7 @@ def test_detect_then_evaluate_landmarks_through_the_cli(tiny_run, tmp_path, caps
     assert result["landmarks/num_train"] == 24 and result["landmarks/num_test"] == 16  # configs/tiny.py eval section
     assert result["landmarks/detector_step"] == 4 and result["landmarks/generator_step"] == 4
     assert result["versions"]["jax"] and result["seconds/landmarks"] > 0
+    assert main(["evaluate", "--workdir", str(workdir), "--metrics", "locality", "--locality-pairs", "2", "--out", str(out)]) == 0
+    assert np.isfinite(json.loads(out.read_text())["locality/move_follow"])  # the run's detector is used
     assert main(["evaluate", "--workdir", str(workdir), "--metrics", "landmarks,sharpness", "--out", str(out)]) == EXIT_BAD_INPUT
     assert "unknown metric sharpness" in capsys.readouterr().err

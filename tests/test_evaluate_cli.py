@@ -2,6 +2,7 @@
 
 import json
 
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -43,6 +44,30 @@ def test_run_metrics_json(tiny_run, weights, tmp_path, monkeypatch):
     assert again["num_samples"] == 6 and len(list((tmp_path / "cache" / "fid_stats").glob("*.npz"))) == 1
 
 
+def test_cpd_and_locality_need_no_weights_and_take_pair_counts(tiny_run, tmp_path):
+    workdir, _ = tiny_run
+    out = tmp_path / "parts.json"
+    args = ["evaluate", "--workdir", str(workdir), "--metrics", "cpd,locality", "--cpd-pairs", "3", "--locality-pairs", "3",
+            "--out", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["cpd_num_pairs"] == 3 and result["locality_num_pairs"] == 3
+    for key in ("swap_ratio_r0.15", "swap_ratio_r0.3", "swap_effect", "move_follow_px", "background_swap_abs"):
+        assert np.isfinite(result[f"locality/{key}"]), key
+    assert len(result["locality/swap_effect/per_part"]) == 4 and result["locality_radii"] == [0.15, 0.3]
+
+
+def test_runs_from_before_a_field_existed_get_its_default():
+    from lkgan_jax.config_loading import config_for_run, load_config
+
+    old = load_config("configs/tiny.py").to_dict()  # a run's config.json, from before locality existed
+    del old["eval"]["locality_pairs"]
+    old = ml_collections.ConfigDict(old)
+    config = config_for_run(old, ("eval",), None, ["--config.eval.cpd_pairs=7"])
+    assert config.eval.locality_pairs == load_config("configs/default.py").eval.locality_pairs
+    assert config.eval.cpd_pairs == 7 and config.eval.num_samples == old.eval.num_samples  # the run's own fields stay
+
+
 def test_two_folder_fid_is_zero_for_identical_folders(weights, tmp_path):
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
@@ -63,7 +88,7 @@ def test_two_folder_fid_is_zero_for_identical_folders(weights, tmp_path):
     [
         (["--inception-weights", "{missing}"], "FID Inception weights not found"),
         (["--inception-weights", "{weights}"], "not pytorch-fid's FID Inception weights"),
-        (["--inception-weights", "{weights}", "--allow-unverified-weights", "--real", "imagenet"], "unknown real set"),
+        (["--inception-weights", "{weights}", "--allow-unverified-weights", "--real", "imagenet"], "unknown image source"),
     ],
 )
 def test_bad_weights_and_sources_get_one_line(tiny_run, weights, tmp_path, capsys, extra, message):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lkgan_jax.data import folder_batches
 from lkgan_jax.evaluation import features as features_lib
 from lkgan_jax.evaluation import fid, inception, inception_weights, kid, preprocess
 
@@ -374,19 +375,19 @@ def test_folder_batches_read_recursively_skip_bad_files_and_check_sizes(tmp_path
     for i, image in enumerate(images):
         _write_png(tmp_path / "set" / ("sub" if i % 2 else "") / f"{i}.png", image)
     (tmp_path / "set" / "broken.png").write_bytes(b"\x89PNG not really")
-    batches = features_lib.iterate_folder_batches(tmp_path / "set", batch_size=2)
+    batches = folder_batches.iterate_folder_batches(tmp_path / "set", batch_size=2)
     got = np.concatenate(list(batches))
     order = sorted(range(5), key=lambda i: ("sub/" if i % 2 else "") + f"{i}.png")
     np.testing.assert_array_equal(got, images[order])
     assert batches.num_images == 5 and batches.num_skipped == 1 and batches.skipped_files[0].endswith("broken.png")
     assert batches.image_shape == (8, 6)
-    limited = features_lib.iterate_folder_batches(tmp_path / "set", batch_size=2, max_images=3)
+    limited = folder_batches.iterate_folder_batches(tmp_path / "set", batch_size=2, max_images=3)
     assert sum(len(b) for b in limited) == 3
     _write_png(tmp_path / "set" / "z_big.png", np.zeros((9, 6, 3), np.uint8))
     with pytest.raises(ValueError, match=r"z_big\.png is 6x9 but .* is 6x8"):
-        list(features_lib.iterate_folder_batches(tmp_path / "set", batch_size=2))
+        list(folder_batches.iterate_folder_batches(tmp_path / "set", batch_size=2))
     with pytest.raises(ValueError, match="does not exist"):
-        features_lib.iterate_folder_batches(tmp_path / "nothing", batch_size=2)
+        folder_batches.iterate_folder_batches(tmp_path / "nothing", batch_size=2)
 
 
 def test_folder_content_hash_tracks_names_and_bytes(tmp_path):

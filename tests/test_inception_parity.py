@@ -4,7 +4,7 @@ Skipped unless ``torch`` and ``pytorch_fid`` are installed (``pip install torch=
 --no-deps torchvision==0.28.0 pytorch-fid==0.3.0``). pytorch-fid's InceptionV3 gets random weights saved
 by ``torch.save`` in a temporary TORCH_HOME (no download); our torch-free reader loads the same file.
 Tolerance: max |Δ| / max |ref| ≤ 1e-4, which each known porting mistake (BN ε, avg-pool padding count,
-Mixed_7c pool, antialiased resize) exceeds by ≥ 100× (reference/eval_and_editing.md §1.5).
+Mixed_7c pool, antialiased resize) exceeds by ≥ 100× (docs/design.md §7.1).
 """
 
 import importlib.util
@@ -21,6 +21,7 @@ if importlib.util.find_spec("torchvision") is None:  # importing it would fail o
 
 import jax  # noqa: E402
 
+from lkgan_jax.data import folder_batches  # noqa: E402
 from lkgan_jax.evaluation import features as features_lib  # noqa: E402
 from lkgan_jax.evaluation import fid, inception, inception_weights, preprocess, torch_reference  # noqa: E402
 
@@ -114,7 +115,7 @@ def test_fid_between_two_folders_matches_pytorch_fid(setup, tmp_path):
             Image.fromarray(rng.integers(low, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
         folders.append(folder)
     extractor = features_lib.FeatureExtractor(params=setup["params"], batch_size=2)
-    ours = [extractor.statistics(features_lib.iterate_folder_batches(f, batch_size=4)) for f in folders]
+    ours = [extractor.statistics(folder_batches.iterate_folder_batches(f, batch_size=4)) for f in folders]
     our_fid = fid.frechet_distance(*ours)
 
     from pytorch_fid.fid_score import calculate_activation_statistics

@@ -12,6 +12,7 @@ from lkgan_jax.checkpoint import CheckpointMismatchError
 from lkgan_jax.cli.main import main
 from lkgan_jax.config_loading import load_config
 from lkgan_jax.data.export import export_procedural
+from lkgan_jax.pretrained import load_generator
 from lkgan_jax.train import loop
 from lkgan_jax.workdir import METRICS_FILE
 
@@ -112,6 +113,9 @@ def test_nan_loss_stops_with_clear_message_and_keeps_good_checkpoint(tmp_path, m
     assert code == 3
     assert err[-1] == "lkgan: error: loss became NaN/Inf at step 7; training stopped (last good checkpoint: step 5)"
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [5]
+    generator = load_generator(workdir)  # the last good checkpoint still loads and renders
+    assert generator.step == 5
+    assert np.all(np.isfinite(np.asarray(generator.render(generator.latent_from_seeds([0, 1])))))
 
 
 def test_image_folder_with_corrupt_file_trains_and_reports_the_skip(tmp_path, caplog):

@@ -2,8 +2,9 @@
 
   lkgan detect --workdir RUN [--step N] [--config=configs/NAME.py] [--config.detect.steps=N ...]
 
-The ``detect`` section comes from ``--config`` when given, else from the run's own config. Outputs go
-to ``RUN/detector/`` (see ``lkgan_jax.detection.train``); running it again resumes.
+The ``detect`` and ``eval`` sections come from ``--config`` when given, else from the run's own config.
+Outputs go to ``RUN/detector/`` (see ``lkgan_jax.detection.train``); running it again resumes. With
+``detect.eval_every > 0`` the landmark metric runs during training against the run's data source.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
-    from lkgan_jax.detection.train import detector_dir, train_detector
+    from lkgan_jax.detection.inference import detector_dir
+    from lkgan_jax.detection.train import train_detector
 
-    config = config_for_run(read_config(args.workdir), ("detect",), args.config, overrides)
+    config = config_for_run(read_config(args.workdir), ("detect", "eval"), args.config, overrides)
     start = time.perf_counter()
-    state = train_detector(args.workdir, config.detect, args.step)
+    state = train_detector(args.workdir, config, args.step)
     print(f"detector at step {int(state.step)} after {format_duration(time.perf_counter() - start)}; saved in {detector_dir(args.workdir)}")

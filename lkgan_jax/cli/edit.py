@@ -23,7 +23,8 @@ from lkgan_jax.cli.arguments import add_run_arguments
 from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.editing.recipe import Operation, apply_operation, parse_recipe
 from lkgan_jax.models.latent import Latent, latent_from_numpy, latent_to_numpy
-from lkgan_jax.pretrained import TrainedGenerator, check_seeds, load_generator
+from lkgan_jax.models.sampling import TrainedGenerator, check_seeds
+from lkgan_jax.pretrained import load_generator
 from lkgan_jax.utils import files, visualize
 
 STRIP_FILE = "strip.png"

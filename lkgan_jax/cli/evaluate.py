@@ -1,13 +1,15 @@
 """``lkgan evaluate``: metrics of a trained run, or FID of two image folders, as one JSON object.
 
-  lkgan evaluate --workdir RUN [--step N] --metrics fid,kid,fid_interp,cpd,landmarks
+  lkgan evaluate --workdir RUN [--step N] --metrics fid,kid,fid_interp,cpd,locality,landmarks,judge
                  [--real procedural|folder:PATH] [--num-samples N] [--num-real N]
-                 [--inception-weights PATH] [--protocol pytorch_fid|tf_legacy]
+                 [--cpd-pairs N] [--locality-pairs N]
+                 [--inception-weights PATH] [--protocol pytorch_fid|tf_legacy] [--judge-weights PATH]
                  [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
   lkgan evaluate fid --real DIR --fake DIR --inception-weights PATH --out FILE.json
 
 The JSON (written atomically) holds the metric values under names like ``fid``, ``kid_mean``,
-``fid_interp/parts``, ``cpd``, ``cpd_matrix``, ``landmarks/error_iod_pct``, plus provenance:
+``fid_interp/parts``, ``cpd``, ``cpd_matrix``, ``locality/swap_ratio_r0.15``, ``landmarks/error_iod_pct``,
+plus provenance:
 ``step``, ``num_samples``, ``num_real``, ``protocol``, ``inception_sha256``, versions, device and
 ``seconds/<metric>``. The ``eval`` config section comes from ``--config`` when given, else from the
 run's own config. FID-type metrics need pytorch-fid's weight file (a local path; no downloads).
@@ -23,11 +25,15 @@ from typing import Any
 
 from lkgan_jax.cli.arguments import add_run_arguments
 from lkgan_jax.config_loading import config_for_run
-from lkgan_jax.evaluation.features import FeatureExtractor, iterate_folder_batches
+from lkgan_jax.data.folder_batches import iterate_folder_batches
+from lkgan_jax.data.sources import ImageSource
+from lkgan_jax.detection.inference import load_detector_run
+from lkgan_jax.evaluation.features import FeatureExtractor
 from lkgan_jax.evaluation.fid import frechet_distance
 from lkgan_jax.evaluation.kid import kernel_inception_distance
 from lkgan_jax.evaluation.preprocess import DEFAULT_PROTOCOL, PROTOCOLS
-from lkgan_jax.evaluation.run_metrics import METRICS, RunEvaluation
+from lkgan_jax.evaluation.run_metrics import METRICS, EvalSetup, RunEvaluation, evaluate, parse_metric_names
+from lkgan_jax.pretrained import load_generator
 from lkgan_jax.utils import files
 from lkgan_jax.workdir import read_config
 
@@ -37,13 +43,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("mode", nargs="?", choices=["fid"], help="'fid': FID and KID of two image folders")
     add_run_arguments(parser, workdir_required=False)
     parser.add_argument("--metrics", help=f"comma-separated: {', '.join(METRICS)}")
-    parser.add_argument("--real", default=None, help="real images: procedural or folder:PATH (a folder with `fid`)")
+    parser.add_argument("--real", default=None, help="real images: procedural or folder:PATH (default: the run's data; a folder with `fid`)")
     parser.add_argument("--fake", default=None, help="generated images folder (with `fid`)")
     parser.add_argument("--num-samples", type=int, default=None, help="generated images per FID (default: eval.num_samples)")
     parser.add_argument("--num-real", type=int, default=None, help="real images (default: eval.num_real)")
-    parser.add_argument("--inception-weights", default=None, help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
+    parser.add_argument("--inception-weights", default=None,
+                        help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: eval.inception_weights)")
+    parser.add_argument("--judge-weights", default=None, help="judge.msgpack of `lkgan judge train` (default: eval.judge_weights)")
     parser.add_argument("--allow-unverified-weights", action="store_true", help="accept another weight file (tests)")
     parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS)
+    parser.add_argument("--cpd-pairs", type=int, default=None, help="CPD pairs (default: eval.cpd_pairs)")
+    parser.add_argument("--locality-pairs", type=int, default=None, help="locality pairs (default: eval.locality_pairs)")
     parser.add_argument("--cpd-groups", default=None, help="CPD part groups like '0,1;2;3' (default: one per part)")
     parser.add_argument("--cpd-background", action="store_true", help="CPD: the background is one more group")
     parser.add_argument("--batch-size", type=int, default=50, help="Inception batch size (with `fid`)")
@@ -68,14 +78,6 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def parse_metric_names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METRICS]
-    if not names or unknown:
-        raise ValueError(f"unknown metric {unknown[0] if unknown else '(none given)'}; choose from {', '.join(METRICS)}")
-    return names
-
-
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
     result = _folders_fid(args, overrides) if args.mode == "fid" else _run_metrics(args, overrides)
     result.update(provenance())
@@ -89,18 +91,22 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
     if args.fake:
         raise ValueError("--fake is only for `lkgan evaluate fid --real DIR --fake DIR`")
     names = parse_metric_names(args.metrics)
-    real = args.real or "procedural"
     config = config_for_run(read_config(args.workdir), ("eval",), args.config, overrides)
-    evaluation = RunEvaluation(
-        args.workdir, config, real, args.step, args.num_samples, args.num_real, args.inception_weights,
-        args.allow_unverified_weights, args.protocol, args.cpd_groups, args.cpd_background,
+    if args.judge_weights:
+        config.eval.judge_weights = args.judge_weights
+    real = ImageSource.parse(args.real) if args.real else ImageSource.from_data_config(config.data)
+    setup = EvalSetup(
+        config, real, names, num_samples=args.num_samples, num_real=args.num_real, inception_weights=args.inception_weights,
+        allow_unverified_weights=args.allow_unverified_weights, protocol=args.protocol, cpd_groups=args.cpd_groups,
+        cpd_background=args.cpd_background, cpd_pairs=args.cpd_pairs, locality_pairs=args.locality_pairs,
     )
-    result: dict[str, Any] = {"workdir": str(args.workdir), "metrics": names, "real": real}
-    for name in names:
-        start = time.perf_counter()
-        result.update(METRICS[name](evaluation))
-        result[f"seconds/{name}"] = round(time.perf_counter() - start, 3)
-    return result
+    run = RunEvaluation(
+        setup,
+        load_generator=lambda: load_generator(args.workdir, args.step),
+        load_detector=lambda: load_detector_run(args.workdir),
+        workdir=args.workdir,
+    )
+    return {"workdir": str(args.workdir), "metrics": list(names), "real": str(real), **evaluate(run, names)}
 
 
 def _folders_fid(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``lkgan`` command line (SPEC §12).
+"""The ``lkgan`` command line (docs/design.md §11).
 
   lkgan train --workdir DIR [--config=configs/NAME.py[:variant]] [--config.a.b=value ...]
   lkgan generate --workdir RUN [--step N] --num N --seed S --out DIR [--keypoints]
@@ -17,7 +17,7 @@ import sys
 
 from absl import flags, logging
 
-from lkgan_jax.cli import detect, edit, evaluate, generate
+from lkgan_jax.cli import detect, edit, evaluate, generate, judge
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_parser(commands)
     detect.add_parser(commands)
     evaluate.add_parser(commands)
+    judge.add_parser(commands)
 
     prepare = commands.add_parser("prepare", help="export datasets")
     prepare_sources = prepare.add_subparsers(dest="source", required=True)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     enable_persistent_cache()
 
     from lkgan_jax.checkpoint import CheckpointMismatchError
-    from lkgan_jax.train.loop import TrainingDivergedError
+    from lkgan_jax.train.harness import TrainingDivergedError
 
     try:
         args.run(args, rest)

@@ -1,6 +1,6 @@
 """Export procedural faces as an image folder, and read the landmarks CSV of any image folder.
 
-The on-disk format is the one users give for their own data (SPEC §5, §6)::
+The on-disk format is the one users give for their own data (docs/design.md §5, §6)::
 
     out_dir/images/000000.png ...
     out_dir/landmarks.csv    filename,x0,y0,x1,y1,...   (pixel coordinates: column, row; pixel

@@ -1,4 +1,4 @@
-"""A folder of PNG/JPEG images as a random-access Grain source (SPEC §6).
+"""A folder of PNG/JPEG images as a random-access Grain source (docs/design.md §6).
 
 ``ImageFolder(path, resolution)`` scans ``path`` recursively for ``.png``/``.jpg``/``.jpeg`` files
 (extension case-insensitive, order sorted by relative path so every process sees the same list).

@@ -1,4 +1,4 @@
-"""The Grain input pipeline for training (SPEC §6), Dataset API.
+"""The Grain input pipeline for training (docs/design.md §6), Dataset API.
 
 Chain::
 
@@ -31,6 +31,7 @@ Data config fields (``ml_collections.ConfigDict``):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,8 @@ from lkgan_jax.data.image_folder import ImageFolder
 from lkgan_jax.data.procedural import ProceduralFaces
 
 FLIP_PROBABILITY = 0.5
-TRAINING_KEYS = ("image",)
+TRAINING_KEYS = ("image",)  # what the GAN trains on
+LABELLED_KEYS = ("image", "landmarks", "attributes")  # what supervised networks (the judge) train on
 
 Source = Any  # a random-access source: __len__ and __getitem__(i) -> dict of NumPy arrays
 
@@ -82,9 +84,9 @@ def local_batch_size(global_batch_size: int) -> int:
     return global_batch_size // process_count
 
 
-def select_training_keys(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Keep only what training consumes (the image); landmarks/attributes are dropped."""
-    return {key: sample[key] for key in TRAINING_KEYS}
+def select_keys(sample: dict[str, np.ndarray], keys: tuple[str, ...] = TRAINING_KEYS) -> dict[str, np.ndarray]:
+    """Keep only what training consumes (by default the image; landmarks/attributes are dropped)."""
+    return {key: sample[key] for key in keys}
 
 
 def flip_horizontally(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -109,12 +111,14 @@ def image_to_float(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {**sample, "image": uint8_to_float(sample["image"])}
 
 
-def make_train_dataset(data_config: Any, global_batch_size: int, seed: int) -> grain.IterDataset:
-    """Infinite, shuffled, process-sharded dataset of host-local float batches (module docstring)."""
+def make_train_dataset(
+    data_config: Any, global_batch_size: int, seed: int, keys: tuple[str, ...] = TRAINING_KEYS
+) -> grain.IterDataset:
+    """Infinite, shuffled, process-sharded dataset of host-local float batches of ``keys`` (module docstring)."""
     batch_size = local_batch_size(global_batch_size)
     dataset = grain.MapDataset.source(build_source(data_config)).seed(seed).shuffle().repeat()
     dataset = dataset[jax.process_index() :: jax.process_count()]
-    dataset = dataset.map(select_training_keys)
+    dataset = dataset.map(functools.partial(select_keys, keys=keys))
     if data_config.random_flip:
         dataset = dataset.random_map(random_horizontal_flip)
     dataset = dataset.map(image_to_float).batch(batch_size, drop_remainder=True)

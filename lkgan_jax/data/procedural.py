@@ -1,4 +1,4 @@
-"""Procedural cartoon faces: the embedded default dataset (SPEC §5), pure NumPy.
+"""Procedural cartoon faces: the embedded default dataset (docs/design.md §5), pure NumPy.
 
 Every image is a deterministic function of ``(seed, index)`` (its own ``np.random.default_rng``), so
 any sample can be regenerated alone and does not depend on which batch it is rendered in. Geometry is
@@ -12,7 +12,7 @@ anti-aliased coverage ``clip(0.5 - d, 0, 1)`` and composited back to front insid
 The face is mirror-symmetric in the head frame, so both eyes (and glasses) are drawn in one pass on
 ``|u|``.
 
-Conventions (SPEC §1): landmarks ``(10, 2)`` float32 ``(x, y) = (column, row)`` in [-1, 1], pixel
+Conventions (docs/design.md §1): landmarks ``(10, 2)`` float32 ``(x, y) = (column, row)`` in [-1, 1], pixel
 centres on the ``linspace(-1, 1, S)`` grid; images uint8 ``(S, S, 3)``.
 """
 
@@ -214,7 +214,7 @@ BOX_MARGIN_PIXELS = 1.5  # bounding boxes reach this far beyond a shape for its 
 
 class FaceSample(NamedTuple):
     """One face or a stacked batch: image uint8 ``(..., R, R, 3)``, landmarks float32 ``(..., 10, 2)``
-    (x, y) in [-1, 1] (SPEC §1), attributes float32 ``(..., 12)`` in ``ATTRIBUTE_NAMES`` order."""
+    (x, y) in [-1, 1] (docs/design.md §1), attributes float32 ``(..., 12)`` in ``ATTRIBUTE_NAMES`` order."""
 
     image: np.ndarray
     landmarks: np.ndarray

@@ -1,8 +1,8 @@
-"""Keypoint detector (SPEC §8; the AutoLink-style detector of reference/lkgan.md §10.1).
+"""Keypoint detector (docs/design.md §8; the detector design of AutoLink).
 
 images (B, S, S, 3) in [-1, 1] → resize to ``input_size`` → residual down blocks → bilinear up blocks
 → conv3×3 to K heatmap logits (B, h, w, K) → spatial softmax → soft-argmax keypoints (B, K, 2) in the
-SPEC §1 convention ((x, y) = (column, row) in [-1, 1], the heatmap's pixel centres on linspace(-1, 1)).
+convention of docs/design.md §1 ((x, y) = (column, row) in [-1, 1], the heatmap's pixel centres on linspace(-1, 1)).
 BatchNorm uses batch statistics with ``train=True`` and running averages otherwise.
 """
 

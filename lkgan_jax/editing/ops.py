@@ -1,4 +1,4 @@
-"""Edit operations on the explicit latent (SPEC §4): pure, batched, jit- and vmap-able.
+"""Edit operations on the explicit latent (docs/design.md §4): pure, batched, jit- and vmap-able.
 
 Every op takes a ``Latent`` whose fields have any leading batch axes (``(K, 2)`` keypoints for one
 sample, ``(B, K, 2)`` for a batch) and returns a new ``Latent``; nothing is modified in place. Parts

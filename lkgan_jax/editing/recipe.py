@@ -1,6 +1,7 @@
 """Edit recipes: a JSON list of operations (``lkgan edit --ops OPS.json``), validated, then applied.
 
-Each entry is an object with ``"op"`` and its fields (positions are (x, y) in [-1, 1], SPEC §1):
+Each entry is an object with ``"op"`` and its fields (positions are (x, y) in [-1, 1], docs/design.md §1;
+the ops are described in docs/design.md §4):
 
   {"op": "move", "part": 2, "to": [0.1, -0.2]}          part: int or list; or "offset": [dx, dy]
   {"op": "swap_parts", "parts": [0, 1], "from_seed": 7}  part embeddings of another seed's image

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC §7): FID with an exact FID-Inception port, KID, landmark regression.
+"""Evaluation metrics (docs/design.md §7): FID with an exact FID-Inception port, KID, landmark regression.
 
 Modules: ``inception`` (the Flax network), ``inception_weights`` (torch-free reader of pytorch-fid's
 weight file), ``preprocess`` (resize/scale protocols), ``features`` (batched feature extraction and

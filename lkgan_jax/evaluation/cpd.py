@@ -1,4 +1,4 @@
-"""CPD, the part-disentanglement score (SPEC §7; reference/eval_and_editing.md §1.8).
+"""CPD, the part-disentanglement score (docs/design.md §7.4).
 
 For N/2 random pairs (a, b) of generated samples and each part group g: swap the part embeddings of
 g (or, for the background group, the background embedding) from b into a, render, and take the
@@ -16,6 +16,7 @@ A map with no change at all (zero variance) correlates 0 with everything.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -116,6 +117,12 @@ def make_pair_correlations(render: Renderer, part_masks: np.ndarray, background:
     return correlations
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_pair_correlations(render: Renderer, groups: PartGroups, num_parts: int) -> Callable:
+    """One compiled program per renderer and grouping, so repeated evaluations (e.g. during training) reuse it."""
+    return make_pair_correlations(render, groups.masks(num_parts), groups.background)
+
+
 def compute_cpd(
     render: Renderer,
     variables: Any,
@@ -135,7 +142,7 @@ def compute_cpd(
     if num_pairs <= 0 or pairs_per_call <= 0:
         raise ValueError(f"CPD needs positive num_pairs and pairs_per_call, got {num_pairs}, {pairs_per_call}")
     groups.check(num_parts)
-    correlations = make_pair_correlations(render, groups.masks(num_parts), groups.background)
+    correlations = _cached_pair_correlations(render, groups, num_parts)
     total_clipped = np.zeros((groups.size, groups.size))
     total_raw = np.zeros_like(total_clipped)
     for index, count in padded_batches(num_pairs, pairs_per_call):

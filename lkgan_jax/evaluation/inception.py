@@ -5,7 +5,7 @@ network's range (``lkgan_jax.evaluation.preprocess``), to pool3 features (B, 204
 ``return_taps=True`` it returns ``{"64": (B, 64), "192": (B, 192), "768": (B, 768), "2048": (B, 2048)}``,
 the spatial means after the two stem max-pools, after Mixed_6e and of Mixed_7c (pytorch-fid's taps).
 
-The quirks of that graph (reference/eval_and_editing.md §1.2) are reproduced exactly:
+The quirks of that graph (docs/design.md §7.1) are reproduced exactly:
   * every conv is bias-free, followed by BatchNorm with ε = 1e-3 using stored statistics (there is no
     train mode) and ReLU;
   * the 3×3/1/pad-1 average pools of the A blocks, C blocks and Mixed_7b divide by the number of valid

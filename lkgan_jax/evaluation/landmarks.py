@@ -1,8 +1,8 @@
-"""The landmark-regression protocol (SPEC §7, reference/lkgan.md §10.2) for detected keypoints.
+"""The landmark-regression protocol (docs/design.md §7.5) for detected keypoints.
 
 Detected keypoints (N, K, 2) → ground-truth landmarks (N, L, 2) by one closed-form linear map without
 bias (x and y jointly: (N, 2K) @ W (2K, 2L)), fitted on a regression-train split and applied to a test
-split. Errors, with keypoints and landmarks in the SPEC §1 convention ((x, y) in [-1, 1]):
+split. Errors, with keypoints and landmarks in the convention of docs/design.md §1 ((x, y) in [-1, 1]):
 
   error_iod_pct   mean over test images and landmarks of ‖pred − gt‖ / ‖gt[eye0] − gt[eye1]‖, × 100
   error_size_pct  mean over test images and landmarks of ‖pred − gt‖ in pixels / image side, × 100
@@ -15,16 +15,21 @@ coordinates, split by a seeded shuffle).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import os
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from lkgan_jax.conventions import pixels_per_unit, uint8_to_float
-from lkgan_jax.data.image_folder import ImageFolder
-from lkgan_jax.data.procedural import ProceduralFaces
+from lkgan_jax.data.export import LANDMARKS_CSV
+from lkgan_jax.data.sources import PROCEDURAL, ImageSource
 from lkgan_jax.utils.batching import padded_batches
 
-RIDGE = 1.0  # fallback regulariser when XᵀX is singular (reference/lkgan.md §10.1)
+if TYPE_CHECKING:
+    from lkgan_jax.detection.inference import TrainedDetector
+    from lkgan_jax.models.sampling import TrainedGenerator
+
+RIDGE = 1.0  # fallback regulariser when XᵀX is singular or ill-conditioned (docs/design.md §7.5)
 MAX_CONDITION = 1e12
 
 
@@ -87,29 +92,34 @@ def _stack(items: list[dict]) -> LabelledSplit:
     return LabelledSplit(np.stack([i["image"] for i in items]), np.stack([i["landmarks"] for i in items]).astype(np.float32))
 
 
+def check_labelled(source: ImageSource) -> None:
+    """A one-line error unless ``source`` carries landmarks (procedural faces, or a folder with landmarks.csv)."""
+    if source.kind != PROCEDURAL and not os.path.isfile(os.path.join(source.path, LANDMARKS_CSV)):
+        raise ValueError(f"{source}: landmarks need {LANDMARKS_CSV} in the folder (the format `lkgan prepare` writes)")
+
+
 def load_labelled_splits(
-    source: str, resolution: int, num_train: int, num_test: int, test_fraction: float, seed: int, data_seed: int = 0
+    source: ImageSource | str, resolution: int, num_train: int, num_test: int, test_fraction: float, seed: int, data_seed: int = 0
 ) -> tuple[LabelledSplit, LabelledSplit]:
     """(regression-train, test) splits of ``source`` (``procedural`` or ``folder:PATH``) at ``resolution``."""
+    source = ImageSource.parse(source) if isinstance(source, str) else source
     if num_train <= 0 or num_test <= 0:
         raise ValueError(f"landmark splits need positive sizes, got num_train={num_train}, num_test={num_test}")
-    if source == "procedural":
-        train = ProceduralFaces(seed=data_seed, split="train", resolution=resolution, size=num_train)
-        test = ProceduralFaces(seed=data_seed, split="test", resolution=resolution, size=num_test)
+    if source.kind == PROCEDURAL:
+        train = source.open(resolution, data_seed, split="train", size=num_train)
+        test = source.open(resolution, data_seed, split="test", size=num_test)
         return _stack([train[i] for i in range(num_train)]), _stack([test[i] for i in range(num_test)])
-    if source.startswith("folder:"):
-        folder = ImageFolder(source.removeprefix("folder:"), resolution, require_landmarks=True)
-        items = [item for item in map(folder.read, range(len(folder))) if item is not None]
-        items = [item for item in items if np.all(np.isfinite(item["landmarks"]))]
-        if len(items) < 2:
-            raise ValueError(f"{source}: fewer than 2 readable images with landmarks")
-        order = np.random.default_rng(seed).permutation(len(items))
-        n_test = min(num_test, max(1, int(round(test_fraction * len(items)))))
-        test_idx, train_idx = order[:n_test], order[n_test:][:num_train]
-        if len(train_idx) == 0:
-            raise ValueError(f"{source}: no images left for the regression-train split")
-        return _stack([items[i] for i in train_idx]), _stack([items[i] for i in test_idx])
-    raise ValueError(f"unknown labelled source {source!r}; use procedural or folder:PATH")
+    folder = source.open(resolution, require_landmarks=True)
+    items = [item for item in map(folder.read, range(len(folder))) if item is not None]
+    items = [item for item in items if np.all(np.isfinite(item["landmarks"]))]
+    if len(items) < 2:
+        raise ValueError(f"{source}: fewer than 2 readable images with landmarks")
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_test = min(num_test, max(1, int(round(test_fraction * len(items)))))
+    test_idx, train_idx = order[:n_test], order[n_test:][:num_train]
+    if len(train_idx) == 0:
+        raise ValueError(f"{source}: no images left for the regression-train split")
+    return _stack([items[i] for i in train_idx]), _stack([items[i] for i in test_idx])
 
 
 def in_batches(function: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
@@ -140,24 +150,24 @@ def mean_landmark_errors(train: LabelledSplit, test: LabelledSplit, resolution: 
     return landmark_errors(constant, test.landmarks, resolution, eye_landmarks)
 
 
-def landmark_metrics(workdir: str, source: str, eval_config, data_seed: int = 0) -> dict[str, float | int | str]:
-    """The landmark error of the run's trained detector, its baselines and the generated-pairs sanity error.
+def landmark_metrics(
+    detector: TrainedDetector, detect_config: Any, generator: TrainedGenerator, source: ImageSource, eval_config: Any, data_seed: int = 0
+) -> dict[str, float | int | str]:
+    """The landmark error of ``detector``, its baselines and the generated-pairs sanity error.
 
-    Keys (``landmarks/`` prefix): ``error_iod_pct``, ``error_size_pct``, ``num_train``, ``num_test``;
-    baselines ``random_detector/error_*`` (same architecture, random weights) and
-    ``mean_landmarks/error_*`` (constant prediction); ``generated/detector_error_size_pct`` (detector
-    vs the generator's own keypoints on fresh generated images); provenance ``detector_step``,
-    ``generator_step``, ``source``.
+    ``generator`` is the one whose pairs the detector was trained on. Keys (``landmarks/`` prefix):
+    ``error_iod_pct``, ``error_size_pct``, ``num_train``, ``num_test``; baselines
+    ``random_detector/error_*`` (same architecture, random weights) and ``mean_landmarks/error_*``
+    (constant prediction); ``generated/detector_error_size_pct`` (detector vs the generator's own
+    keypoints on fresh generated images); provenance ``detector_step``, ``generator_step``, ``source``.
     """
     import jax
 
-    from lkgan_jax.detection.train import generated_pairs, load_detector, random_detector
-    from lkgan_jax.pretrained import load_generator
+    from lkgan_jax.detection.inference import random_detector
+    from lkgan_jax.models.sampling import generated_pairs
 
     e = eval_config
     eyes = tuple(e.eye_landmarks)
-    detector, detect_config, generator_step = load_detector(workdir)
-    generator = load_generator(workdir, generator_step)
     resolution = generator.resolution
     train, test = load_labelled_splits(
         source, resolution, e.landmarks_num_train, e.landmarks_num_test, e.landmarks_test_fraction, e.seed, data_seed
@@ -183,7 +193,7 @@ def landmark_metrics(workdir: str, source: str, eval_config, data_seed: int = 0)
         "landmarks/num_test": len(test),
         "landmarks/num_landmarks": int(test.landmarks.shape[1]),
         "landmarks/detector_step": detector.step,
-        "landmarks/generator_step": generator_step,
-        "landmarks/source": source,
+        "landmarks/generator_step": generator.step,
+        "landmarks/source": str(source),
     })
     return metrics

@@ -5,7 +5,7 @@ torchvision==0.28.0 pytorch-fid==0.3.0``). The registry's torchvision 0.28.0 is 
 ``import torchvision`` fails next to a CPU torch (its compiled ops cannot load), while pytorch-fid only
 needs torchvision's pure-Python ``models``/``transforms``. ``import_pytorch_fid`` therefore puts a bare
 ``torchvision`` package object into ``sys.modules`` (its ``__init__`` never runs) before importing
-pytorch-fid (reference/eval_and_editing.md §1.5).
+pytorch-fid (docs/design.md §7.1).
 
 Random weights (``save_random_weights``) use torchvision's key names and realistic scales (He-scaled
 convs, BN γ ∈ [0.8, 1.2], β ~ N(0, 0.1), running mean ~ N(0, 0.1), running var ∈ [0.5, 2]); saved as

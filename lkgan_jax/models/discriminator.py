@@ -1,4 +1,4 @@
-"""Residual discriminator (SPEC §2): no normalisation, no batch-coupled layers."""
+"""Residual discriminator (docs/design.md §2): no normalisation, no batch-coupled layers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LatentKeypointGAN generator (SPEC §2): noise → ``Latent`` (stage 1) → image through SPADE (stage 2).
+"""LatentKeypointGAN generator (docs/design.md §2): noise → ``Latent`` (stage 1) → image through SPADE (stage 2).
 
 ``Generator`` exposes the two stages separately so that editing, metrics and detection can render any
 explicit latent:
@@ -77,7 +77,7 @@ class Spade(nn.Module):
 
 
 class SpadeResBlock(nn.Module):
-    """SPADE residual block (SPEC §2); a SPADE + 3×3 conv shortcut when the width changes."""
+    """SPADE residual block (docs/design.md §2); a SPADE + 3×3 conv shortcut when the width changes."""
 
     features: int
     hidden: int

@@ -1,4 +1,4 @@
-"""Gaussian keypoint heatmaps and the spatial embedding map that conditions the renderer (SPEC §2).
+"""Gaussian keypoint heatmaps and the spatial embedding map that conditions the renderer (docs/design.md §2).
 
 For a side of S pixels with normalised pixel centres p ∈ linspace(-1, 1, S)²:
   H_k(p)  = mask_k · exp(-‖p − kp_k‖² / τ_k)

@@ -1,4 +1,4 @@
-"""The explicit latent of LatentKeypointGAN: what stage 1 produces and stage 2 renders (SPEC §4)."""
+"""The explicit latent of LatentKeypointGAN: what stage 1 produces and stage 2 renders (docs/design.md §2, §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GAN losses and gradient penalties (SPEC §3). All reductions are batch means in float32."""
+"""GAN losses and gradient penalties (docs/design.md §3). All reductions are batch means in float32."""
 
 from __future__ import annotations
 

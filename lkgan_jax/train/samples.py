@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import pathlib
 from typing import Callable
 
 import jax
 import numpy as np
 
-from lkgan_jax import pretrained
 from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.models.generator import Generator
 from lkgan_jax.models.latent import Latent
+from lkgan_jax.models.sampling import latent_from_seeds, render
 from lkgan_jax.utils import visualize
 
 
@@ -25,8 +24,8 @@ def make_sampler(generator: Generator, num: int, seed: int) -> Callable:
     @jax.jit
     def sample(ema_params, g_stats) -> tuple[jax.Array, Latent]:
         variables = {"params": ema_params, "batch_stats": g_stats}
-        latent = pretrained.latent_from_seeds(generator, variables, seeds, seeds, seeds, generator.z_dim)
-        return pretrained.render(generator, variables, latent), latent
+        latent = latent_from_seeds(generator, variables, seeds, seeds, seeds, generator.z_dim)
+        return render(generator, variables, latent), latent
 
     return sample
 
@@ -37,6 +36,3 @@ def keypoint_grid(images: jax.Array, latent: Latent, upscale: int) -> np.ndarray
     tiles = visualize.draw_keypoints(tiles, np.asarray(latent.keypoints), np.asarray(latent.mask))
     return visualize.make_grid(tiles)
 
-
-def save_sample_grid(path: pathlib.Path, images: jax.Array, latent: Latent, upscale: int) -> None:
-    visualize.save_png(str(path), keypoint_grid(images, latent, upscale))

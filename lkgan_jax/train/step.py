@@ -1,8 +1,10 @@
-"""The training step (SPEC §3): D update (+ lazy gradient penalty), G update, EMA — one pure function.
+"""The GAN training step (docs/design.md §3): D update (+ lazy gradient penalty), G update, EMA — one pure function.
 
 ``make_train_step`` returns ``step(state, batch, do_reg) -> (state, metrics)``; ``compile_train_step``
 jits it once over a mesh with explicit shardings, the state donated, ``do_reg`` static (two
-executables: with and without the penalty).
+executables: with and without the penalty). Besides the losses, the metrics hold the health signals
+``grad_norm/{g,d}`` and ``update_norm/{g,d}`` (global L2 norms of the gradients and Adam updates,
+computed on the steps the harness logs).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import optax
 from jax.sharding import NamedSharding
 
 from lkgan_jax.models.latent import sample_noise
-from lkgan_jax.train import losses
+from lkgan_jax.train import health, losses
 from lkgan_jax.train.state import GanModels, TrainState
 
 Metrics = dict[str, jax.Array]
@@ -95,10 +97,8 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         decay = ema_decay_at(state.step, t.ema_decay, t.ema_warmup)
         ema_params = optax.incremental_update(g_params, state.ema_params, step_size=1.0 - decay)
 
-        finite = jnp.isfinite(d_metrics["d_loss"]) & jnp.isfinite(g_loss)
-        if do_reg:
-            finite &= jnp.isfinite(d_metrics["grad_penalty"])
-        nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+        watched = [d_metrics["d_loss"], g_loss] + ([d_metrics["grad_penalty"]] if do_reg else [])
+        nonfinite_step = health.mark_nonfinite(state.nonfinite_step, state.step, *watched)
         new_state = state.replace(
             step=state.step + 1,
             g_params=g_params,
@@ -109,7 +109,9 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             d_opt=d_opt,
             nonfinite_step=nonfinite_step,
         )
-        return new_state, {**d_metrics, "g_loss": g_loss}
+        logged = health.is_logged(state.step, t.log_every, t.steps)
+        norms = {**health.optimizer_norms("g", g_grads, g_updates, logged), **health.optimizer_norms("d", d_grads, d_updates, logged)}
+        return new_state, {**d_metrics, "g_loss": g_loss, **norms}
 
     return step
 

@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash mid-write never leaves a truncated output behind (SPEC §13)."""
+"""Atomic file writes: a crash mid-write never leaves a truncated output behind (docs/design.md §12)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""Metric logging without TensorFlow: JSON lines, a progress line with steps/s and ETA.
+"""Metric logging without TensorFlow: JSON lines, TensorBoard event files, a progress line with ETA.
 
-Only process 0 writes. ``metrics.jsonl`` gets one JSON object per logged step (appended on resume).
+Every writer has the same methods (named like clu's metric writers): ``write_scalars(step, scalars,
+group)``, ``write_images(step, images)``, ``flush()``, ``close()``. Only process 0 writes.
+``metrics.jsonl`` gets one JSON object per logged step (appended on resume); TensorBoard event
+files are written with tensorboardX, a small protobuf-only writer, so no TensorFlow is installed.
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ import json
 import math
 import pathlib
 import time
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
+import numpy as np
 from absl import logging
 
 
@@ -28,18 +32,87 @@ def format_duration(seconds: float) -> str:
 
 
 class JsonlWriter:
-    """Appends one JSON object per call to ``path`` (process 0 only)."""
+    """Appends one JSON object per call to ``path``: ``{"step": n, key: value, ...}`` (process 0 only).
+
+    Only numbers are written; the ``group`` of a call is not recorded (keys are what ``lkgan evaluate``
+    and the step call them).
+    """
 
     def __init__(self, path: str | pathlib.Path):
         self.path = pathlib.Path(path)
         self.enabled = jax.process_index() == 0
 
-    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    def write_scalars(self, step: int, scalars: Mapping[str, float], group: str = "train") -> None:
+        del group
         if not self.enabled:
             return
         record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        del step, images  # pictures are PNG files beside the log
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TensorBoardWriter:
+    """TensorBoard event files in ``logdir`` through tensorboardX (no TensorFlow; process 0 only).
+
+    Scalars get the tag ``group/key`` (``train/d_loss``, ``eval/cpd``); images are uint8 (H, W, 3).
+    """
+
+    def __init__(self, logdir: str | pathlib.Path):
+        self.enabled = jax.process_index() == 0
+        if self.enabled:
+            from tensorboardX import SummaryWriter  # imported here: only runs that write events need it
+
+            self._writer = SummaryWriter(logdir=str(logdir), flush_secs=30)
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float], group: str = "train") -> None:
+        if self.enabled:
+            for key, value in scalars.items():
+                self._writer.add_scalar(f"{group}/{key}", float(value), global_step=int(step))
+
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        if self.enabled:
+            for tag, image in images.items():
+                self._writer.add_image(tag, np.asarray(image, np.uint8), global_step=int(step), dataformats="HWC")
+
+    def flush(self) -> None:
+        if self.enabled:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._writer.close()
+
+
+class MultiWriter:
+    """Sends every call to each of ``writers``."""
+
+    def __init__(self, writers: Sequence[Any]):
+        self.writers = list(writers)
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float], group: str = "train") -> None:
+        for writer in self.writers:
+            writer.write_scalars(step, scalars, group)
+
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        for writer in self.writers:
+            writer.write_images(step, images)
+
+    def flush(self) -> None:
+        for writer in self.writers:
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
 
 
 class Progress:
@@ -54,12 +127,17 @@ class Progress:
         """Restarts the window (e.g. after compilation or a checkpoint save)."""
         self._last_step, self._last_time = step, time.perf_counter()
 
-    def update(self, step: int) -> float:
-        """Steps/s since the last update."""
+    def exclude(self, seconds: float) -> None:
+        """Leaves ``seconds`` (e.g. an evaluation) out of the current window's steps/s."""
+        self._last_time += seconds
+
+    def update(self, step: int) -> tuple[float, float]:
+        """(steps/s, seconds) of the window since the last update."""
         now = time.perf_counter()
-        rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        seconds = max(now - self._last_time, 1e-9)
+        rate = (step - self._last_step) / seconds
         self._last_step, self._last_time = step, now
-        return rate
+        return rate, seconds
 
     def line(self, step: int, steps_per_s: float, scalars: Mapping[str, float]) -> str:
         eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else math.inf

@@ -1,4 +1,4 @@
-"""Pictures people look at: keypoint overlays, image grids, PNG files (NumPy only, SPEC §12).
+"""Pictures people look at: keypoint overlays, image grids, PNG files (NumPy only, docs/design.md §11).
 
 Shapes and conventions (``lkgan_jax.conventions``):
     images     uint8 (B, H, W, 3).

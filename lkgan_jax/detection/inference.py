@@ -1,0 +1,98 @@
+"""A trained keypoint detector, ready to detect: ``load_detector(workdir)``, and the random-weight baseline.
+
+``TrainedDetector.detect(images (B, R, R, 3) in [-1, 1]) -> keypoints (B, K, 2)`` runs in eval mode
+(BatchNorm running statistics). ``DetectorRun`` adds what the landmark metric needs besides: the detect
+config and the generator whose pairs the detector was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from lkgan_jax import checkpoint
+from lkgan_jax.detection.detector import KeypointDetector, make_detector
+from lkgan_jax.train.supervised import init_supervised_state
+from lkgan_jax.models.factory import generator_resolution
+from lkgan_jax.models.sampling import TrainedGenerator
+from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE, DETECTOR_DIR, read_config
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedDetector:
+    """A detector with its variables; ``detect(images)`` → keypoints (B, K, 2), eval mode."""
+
+    detector: KeypointDetector
+    variables: Any
+    step: int
+
+    def detect(self, images: jax.Array) -> jax.Array:
+        return detect_keypoints(self.detector, self.variables, images)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def detect_keypoints(detector: KeypointDetector, variables: Any, images: jax.Array) -> jax.Array:
+    """Eval-mode keypoints (B, K, 2) of images (B, R, R, 3) in [-1, 1]; the variables are an argument."""
+    return detector.apply(variables, images, train=False)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorRun:
+    """A detector, its ``detect`` config section and the generator its training pairs came from."""
+
+    detector: TrainedDetector
+    detect_config: ml_collections.ConfigDict
+    generator: TrainedGenerator
+
+
+def detector_dir(workdir: str | pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(workdir) / DETECTOR_DIR
+
+
+def random_detector(detect_config: ml_collections.ConfigDict, num_keypoints: int, resolution: int, seed: int) -> TrainedDetector:
+    """The untrained baseline: the same architecture with random weights (step 0)."""
+    detector = make_detector(detect_config, num_keypoints)
+    variables = jax.jit(detector.init, static_argnames="train")(jax.random.key(seed), jnp.zeros((1, resolution, resolution, 3)), train=False)
+    return TrainedDetector(detector, variables, step=0)
+
+
+def load_detector(workdir: str | pathlib.Path, step: int | None = None) -> tuple[TrainedDetector, ml_collections.ConfigDict, int]:
+    """The trained detector of ``workdir`` → (detector, its detect config, the generator step it used)."""
+    directory = detector_dir(workdir)
+    if not (directory / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"no trained detector in {directory}; run `lkgan detect --workdir {workdir}` first")
+    saved = json.loads((directory / CONFIG_FILE).read_text())
+    detect_config = ml_collections.ConfigDict(saved["detect"])
+    model_config = read_config(workdir).model  # the shapes suffice: no generator weights are read
+    detector = make_detector(detect_config, model_config.num_keypoints)
+    init = functools.partial(init_supervised_state, detector, optax.adam(detect_config.lr), generator_resolution(model_config))
+
+    manager = checkpoint.make_manager(directory / CHECKPOINT_DIR, 1, read_only=True)
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no detector checkpoint in {directory / CHECKPOINT_DIR}")
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.eval_shape(init, jax.random.key(0))
+        target = checkpoint.abstract_target(abstract, jax.tree.map(lambda _: sharding, abstract))
+        state = checkpoint.restore(manager, step, target)
+    finally:
+        manager.close()
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return TrainedDetector(detector, variables, step), detect_config, saved["generator_step"]
+
+
+def load_detector_run(workdir: str | pathlib.Path) -> DetectorRun:
+    """The latest detector of ``workdir`` with the generator checkpoint it was trained on."""
+    from lkgan_jax.pretrained import load_generator
+
+    detector, detect_config, generator_step = load_detector(workdir)
+    return DetectorRun(detector, detect_config, load_generator(workdir, generator_step))
