@@ -19,6 +19,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.model.appearance_depth = 3  # hidden layers of the appearance / background MLPs
     c.model.tanh_divisor = 20.0
     c.model.tau = 0.01
+    # Conditioning-map options (docs/design.md §2; 0 = off, the paper's renderer): a Gaussian width floor in
+    # pixel spacings of each layer, and the smallest layer side that sees keypoints at all.
+    c.model.tau_floor_pixels = 0.0
+    c.model.min_keypoint_size = 0
     # Narrow CPU widths: the SPADE convolutions at 16 and 32 px dominate the step's FLOPs.
     c.model.g_const_channels = 128
     c.model.g_channels = (128, 64, 32, 16)  # output width per resolution 4, 8, 16, 32

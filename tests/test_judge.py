@@ -70,6 +70,7 @@ def test_train_the_judge_then_score_a_run(tiny_run, tmp_path, capsys):
     rows = [json.loads(line) for line in (judge_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [2, 4]
     judge = load_judge(judge_dir / "judge.msgpack")
+    assert (judge_dir / "heldout.png").stat().st_size > 0  # landmark predictions on held-out faces
     assert judge.heldout["step"] == 4
     for key in ("judge/landmark_error_iod_pct", "judge/attribute_mae", "judge/attribute_r2"):
         assert np.isfinite(judge.heldout[key]), key

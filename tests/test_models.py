@@ -10,7 +10,7 @@ import pytest
 from configs import tiny
 from lkgan_jax.models import Latent, make_discriminator, make_generator
 from lkgan_jax.models.generator import Generator, Spade
-from lkgan_jax.models.heatmaps import background_heatmap, embedding_map, keypoint_heatmaps
+from lkgan_jax.models.heatmaps import background_heatmap, embedding_map, floored_tau, keypoint_heatmaps
 from lkgan_jax.models.latent import sample_noise
 from lkgan_jax.models.layers import MLP, conv, kaiming_leaky, upsample2x
 
@@ -48,6 +48,39 @@ def test_embedding_map_closed_form():
     expected = np.einsum("byxk,bkd->byxd", heat, np.asarray(latent.part_embeddings))
     expected += (1 - heat.max(-1))[..., None] * np.asarray(latent.background_embedding)[:, None, None]
     np.testing.assert_allclose(np.asarray(embedding_map(latent, size)), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [4, 8, 16, 32])
+def test_width_floor_spans_the_layer_pitch_at_each_layer(size):
+    spacing = 2.0 / (size - 1)
+    centre = jnp.asarray([[[-1.0 + spacing * (size // 2), 0.0]]])  # on a pixel centre (column size // 2)
+    centre = centre.at[..., 1].set(centre[..., 0])
+    latent = Latent.create(centre, jnp.ones((1, 1, 1)), jnp.zeros((1, 1)), 0.01)
+    for floor in (1.0, 2.0):
+        floored = float(floored_tau(latent.tau, size, floor)[0, 0])
+        assert floored == pytest.approx(max(0.01, (floor * spacing) ** 2), rel=1e-6)
+        heat = np.asarray(embedding_map(latent, size, tau_floor_pixels=floor))[0, :, :, 0]
+        row = size // 2
+        # The neighbour one pitch away keeps at least exp(−1/floor²) of the peak: never a lost keypoint.
+        assert heat[row, row] == pytest.approx(1.0, abs=1e-6)
+        assert heat[row, row + 1] >= np.exp(-1.0 / floor**2) - 1e-6
+        assert heat[row, row + 1] == pytest.approx(np.exp(-(spacing**2) / floored), rel=1e-5)
+    np.testing.assert_array_equal(np.asarray(floored_tau(latent.tau, size, 0.0)), np.asarray(latent.tau))  # off
+
+
+def test_layers_below_the_keypoint_size_see_only_the_background():
+    latent = _random_latent(jax.random.key(3))
+    coarse = np.asarray(embedding_map(latent, 4, min_keypoint_size=8))
+    np.testing.assert_array_equal(coarse, np.broadcast_to(np.asarray(latent.background_embedding)[:, None, None], coarse.shape))
+    np.testing.assert_array_equal(np.asarray(embedding_map(latent, 8, min_keypoint_size=8)), np.asarray(embedding_map(latent, 8)))
+
+
+def test_generator_options_change_only_the_conditioning(tiny_generator):
+    config, generator, variables, noise = tiny_generator
+    options = generator.clone(tau_floor_pixels=1.0, min_keypoint_size=8)
+    assert jax.tree.map(np.shape, options.init(jax.random.key(1), *noise)) == jax.tree.map(np.shape, variables)
+    changed = options.apply(variables, *noise)
+    assert changed.shape == generator.apply(variables, *noise).shape and not np.allclose(changed, generator.apply(variables, *noise))
 
 
 def test_masking_a_keypoint_removes_exactly_its_contribution():

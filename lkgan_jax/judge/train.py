@@ -7,7 +7,8 @@ the held-out test split. Work dir::
 
     checkpoints/    Orbax checkpoints of the ``SupervisedState`` (resumable)
     metrics.jsonl   losses, health signals and held-out scores; TensorBoard events beside it
-    judge.msgpack   the exported judge (``judge.weights``), written when training completes
+    judge.msgpack   the exported judge (``eval.judge_weights``), written when training completes
+    heldout.png     its landmark predictions on the first held-out faces, for a person to judge
 """
 
 from __future__ import annotations
@@ -32,9 +33,16 @@ from lkgan_jax.evaluation.landmarks import in_batches, landmark_errors
 from lkgan_jax.judge.model import Judge, make_judge
 from lkgan_jax.judge.weights import TrainedJudge, save_judge
 from lkgan_jax.train import harness, health
-from lkgan_jax.train.supervised import SupervisedState, apply_gradients, init_supervised_state
+from lkgan_jax.train.supervised import (
+    SupervisedState,
+    apply_gradients,
+    init_supervised_state,
+)
+from lkgan_jax.utils import visualize
 
 JUDGE_FILE = "judge.msgpack"
+PICTURE_FILE = "heldout.png"
+PICTURE_FACES = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +80,13 @@ def heldout_scores(judge: TrainedJudge, faces: HeldOut, batch_size: int, eye_lan
         "judge/attribute_mae": float(np.mean(np.abs(attributes - target))),
         "judge/attribute_r2": float(np.mean(1.0 - residual / variance)),
     }
+
+
+def heldout_picture(judge: TrainedJudge, faces: HeldOut, upscale: int = 4) -> np.ndarray:
+    """The first held-out faces with the judge's landmark predictions drawn: a uint8 grid."""
+    images = faces.images[:PICTURE_FACES]
+    predicted = np.asarray(judge.outputs(uint8_to_float(images)).landmarks)
+    return visualize.make_grid(visualize.draw_keypoints(visualize.upscale_nearest(images, upscale), predicted))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,4 +198,5 @@ def train_judge(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) 
     trained = trainer.trained(jax.device_get(state), {**scores, "step": int(state.step)})
     if jax.process_index() == 0:
         save_judge(directory / JUDGE_FILE, trained)
+        visualize.save_png(str(directory / PICTURE_FILE), heldout_picture(trained, faces))
     return trained

@@ -40,6 +40,8 @@ def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = 
         bn_momentum=c.bn_momentum,
         bn_epsilon=c.bn_epsilon,
         dtype=compute_dtype(dtype or c.dtype),
+        tau_floor_pixels=c.get("tau_floor_pixels", 0.0),  # runs from before these options: off
+        min_keypoint_size=c.get("min_keypoint_size", 0),
     )
 
 

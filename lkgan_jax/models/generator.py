@@ -109,6 +109,7 @@ class SpadeRenderer(nn.Module):
     """Stage 2: a learned 4×4 constant, then per resolution (×2 upsample,) one SPADE res-block.
 
     ``channels[i]`` is the output width of the block at side 4·2^i; the output side is 4·2^(n−1).
+    ``tau_floor_pixels`` and ``min_keypoint_size`` shape the conditioning maps (``heatmaps.embedding_map``).
     """
 
     channels: Sequence[int]
@@ -118,6 +119,8 @@ class SpadeRenderer(nn.Module):
     bn_momentum: float
     bn_epsilon: float
     dtype: Dtype
+    tau_floor_pixels: float = 0.0
+    min_keypoint_size: int = 0
 
     @nn.compact
     def __call__(self, latent: Latent, train: bool) -> jax.Array:
@@ -127,7 +130,7 @@ class SpadeRenderer(nn.Module):
         for i, features in enumerate(self.channels):
             if i > 0:
                 x = upsample2x(x)
-            cond = embedding_map(latent, x.shape[1]).astype(self.dtype)
+            cond = embedding_map(latent, x.shape[1], self.tau_floor_pixels, self.min_keypoint_size).astype(self.dtype)
             block = SpadeResBlock(
                 features, self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype, name=f"block_{x.shape[1]}"
             )
@@ -154,6 +157,8 @@ class Generator(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Dtype = jnp.float32
+    tau_floor_pixels: float = 0.0  # conditioning-map width floor, in pixel spacings of each layer (0: off)
+    min_keypoint_size: int = 0  # layers smaller than this see only the background embedding (0: all see parts)
 
     def setup(self) -> None:
         self.mapping = KeypointMapping(
@@ -174,6 +179,8 @@ class Generator(nn.Module):
             self.bn_momentum,
             self.bn_epsilon,
             self.dtype,
+            self.tau_floor_pixels,
+            self.min_keypoint_size,
         )
 
     @property
