@@ -152,10 +152,10 @@ def judge_data_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
     return data
 
 
-def judge_task(trainer: JudgeTrainer, config: ml_collections.ConfigDict, directory: pathlib.Path) -> harness.Task:
+def judge_task(trainer: JudgeTrainer, config: ml_collections.ConfigDict, directory: pathlib.Path, faces: HeldOut) -> harness.Task:
+    """The judge as a harness task; ``faces`` are the held-out faces it is scored on."""
     c = trainer.config
     data_iterator = iter(pipeline.make_train_dataset(judge_data_config(config), c.batch_size, c.seed, keys=pipeline.LABELLED_KEYS))
-    faces = test_faces(config.data.seed, c.num_test, c.input_size)
 
     def batches() -> Iterator[tuple]:
         for batch in data_iterator:
@@ -192,8 +192,8 @@ def train_judge(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) 
     """Trains (or resumes) the judge in ``workdir`` to ``judge.steps``; writes and returns ``judge.msgpack``."""
     directory = pathlib.Path(workdir)
     trainer = build_judge_trainer(config)
-    state = harness.run(judge_task(trainer, config, directory))
     faces = test_faces(config.data.seed, config.judge.num_test, config.judge.input_size)
+    state = harness.run(judge_task(trainer, config, directory, faces))
     scores = heldout_scores(trainer.trained(state), faces, config.judge.batch_size, tuple(config.eval.eye_landmarks))
     trained = trainer.trained(jax.device_get(state), {**scores, "step": int(state.step)})
     if jax.process_index() == 0:
