@@ -7,6 +7,7 @@ import pytest
 
 from lkgan_jax.evaluation.cpd import (
     PartGroups,
+    background_scores,
     compute_cpd,
     cpd_score,
     map_correlations,
@@ -73,6 +74,21 @@ def test_disjoint_parts_score_one_and_entangled_parts_zero():
     entangled = compute_cpd(_entangled_render, None, _latents, K, num_pairs=6, groups=groups, pairs_per_call=4)
     assert entangled["cpd"] == pytest.approx(0.0, abs=1e-5)
     assert np.asarray(entangled["cpd_matrix"]).shape == (K, K) and entangled["cpd_num_samples"] == 12
+
+
+def test_background_group_is_scored_apart_from_the_parts():
+    # Parts 0 and 1 fully entangled, part 2 disjoint; the background overlaps part 0 by 0.6, part 2 by 0.
+    matrix = np.array([[1.0, 1.0, 0.0, 0.6], [1.0, 1.0, 0.0, 0.3], [0.0, 0.0, 1.0, 0.0], [0.6, 0.3, 0.0, 1.0]])
+    scores = background_scores(matrix, background=True)
+    assert scores["cpd_parts"] == pytest.approx(cpd_score(matrix[:3, :3])) == pytest.approx(1 - 2 / 6)
+    assert scores["cpd_background_correlation"] == pytest.approx(0.3)
+    assert background_scores(matrix, background=False) == {}
+    # Through compute_cpd: fully entangled parts and a background that paints nothing. The all-groups
+    # score is diluted by the background's zero correlations, 1 − (K − 1)/(K + 1); the parts' is 0.
+    groups = PartGroups.each_part(K, background=True)
+    result = compute_cpd(_entangled_render, None, _latents, K, num_pairs=4, groups=groups, pairs_per_call=4)
+    assert result["cpd_parts"] == pytest.approx(0.0, abs=1e-5) and result["cpd_background_correlation"] == 0.0
+    assert result["cpd"] == pytest.approx(1 - (K - 1) / (K + 1), abs=1e-5)
 
 
 def test_batching_does_not_change_the_result():

@@ -83,6 +83,50 @@ def test_generator_options_change_only_the_conditioning(tiny_generator):
     assert changed.shape == generator.apply(variables, *noise).shape and not np.allclose(changed, generator.apply(variables, *noise))
 
 
+def test_learned_part_size_starts_at_tau_and_stays_positive_and_bounded(tiny_generator):
+    config, generator, _, noise = tiny_generator
+    learned = generator.clone(part_size_range=4.0)
+    variables = learned.init(jax.random.key(1), *noise)
+    log_size = variables["params"]["mapping"]["part_log_size"]
+    assert log_size.shape == (config.model.num_keypoints,)
+
+    def tau_of(params):
+        return learned.apply({**variables, "params": params}, *noise, method=Generator.sample_latent).tau
+
+    np.testing.assert_allclose(np.asarray(tau_of(variables["params"])), config.model.tau, rtol=1e-6)  # s = 0: τ
+    # The rendered image depends on the sizes: they receive gradient.
+    grad = jax.grad(lambda p: jnp.sum(learned.apply({**variables, "params": p}, *noise)))(variables["params"])
+    assert np.any(np.asarray(grad["mapping"]["part_log_size"]) != 0)
+    # Driven hard towards zero width (and towards infinity), τ stays positive, finite and inside [τ/r², τ·r²].
+    for direction in (1.0, -1.0):
+        params = variables["params"]
+        for _ in range(50):
+            step = jax.grad(lambda p: direction * jnp.sum(tau_of(p)))(params)
+            params = jax.tree.map(lambda p, g: p - 10.0 * jnp.sign(g) * (g != 0), params, step)
+        tau = np.asarray(tau_of(params))
+        assert np.all(np.isfinite(tau)) and np.all(tau > 0)
+        assert np.all(tau >= config.model.tau / 16 * (1 - 1e-5)) and np.all(tau <= config.model.tau * 16 * (1 + 1e-5))
+        assert np.allclose(tau, config.model.tau / 16 if direction > 0 else config.model.tau * 16, rtol=1e-3)
+    # Off (r = 1): no parameter, τ fixed.
+    assert "part_log_size" not in generator.init(jax.random.key(1), *noise)["params"]["mapping"]
+
+
+def test_start_without_learned_layout_has_no_constant_and_eval_matches_train_statistics(tiny_generator):
+    config, generator, _, noise = tiny_generator
+    learned = generator.clone(learned_layout=True).init(jax.random.key(1), *noise)
+    assert learned["params"]["renderer"]["const"].shape == (1, 4, 4, config.model.g_const_channels)
+    free = generator.clone(learned_layout=False)
+    free_variables = free.init(jax.random.key(1), *noise)
+    assert "const" not in free_variables["params"]["renderer"]
+    # The zero start has zero batch mean, so BatchNorm maps it to exactly 0 in both modes (its running mean
+    # stays 0): the first block is a function of the conditioning map alone.
+    trained, updates = free.apply(free_variables, *noise, train=True, mutable=["batch_stats"])
+    stats = updates["batch_stats"]["renderer"]["block_4"]["spade_0"]["norm"]
+    assert np.all(np.asarray(stats["mean"]) == 0)
+    image = free.apply({**free_variables, **updates}, *noise)
+    assert image.shape == trained.shape and np.all(np.isfinite(np.asarray(image)))
+
+
 def test_masking_a_keypoint_removes_exactly_its_contribution():
     latent = _random_latent(jax.random.key(1))
     k, size = 2, 16

@@ -47,6 +47,21 @@ def test_cli_smoke_run_writes_the_workdir(tmp_path):
     assert grid.ndim == 3 and grid.shape[0] >= 2 * 32 * 2  # 2×2 tiles, upscaled ×2
 
 
+@pytest.mark.slow
+def test_default_config_smoke_run_trains_evaluates_and_edits(tmp_path):
+    """The README's main job, shortened to 4 steps: every default option (evaluation included) runs."""
+    workdir, edits = tmp_path / "run", tmp_path / "edits"
+    schedule = [f"--config.train.{field}=2" for field in ("log_every", "checkpoint_every", "sample_every", "eval_every")]
+    assert main(["train", "--workdir", str(workdir), "--config=configs/default.py", "--config.train.steps=4", *schedule]) == 0
+    metrics = _metrics(workdir)
+    assert sorted(metrics) == [2, 4] and all(np.isfinite(metrics[4][key]) for key in ("d_loss", "g_loss", "cpd"))
+    ops = tmp_path / "ops.json"
+    ops.write_text(json.dumps([{"op": "move", "part": 4, "offset": [0.2, 0.0]}, {"op": "swap_parts", "parts": [0, 1], "from_seed": 7}]))
+    assert main(["edit", "--workdir", str(workdir), "--seed", "2", "--ops", str(ops), "--out", str(edits)]) == 0
+    strip = np.asarray(Image.open(edits / "strip.png"))
+    assert strip.ndim == 3 and np.ptp(strip) > 0
+
+
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     config = load_config(TINY)
     reference = loop.train_and_evaluate(config, tmp_path / "reference")

@@ -10,7 +10,8 @@ D_g and D_h over pixels for every two groups gives a G×G matrix; averaged over 
 Correlations are Pearson's, clipped at 0: anti-correlated maps (a change here, none there) count as
 no shared change, so a generator whose parts touch disjoint pixels scores exactly 1 and one whose every
 part changes the same pixels in the same way scores 0. The unclipped score is reported as ``cpd_raw``.
-A map with no change at all (zero variance) correlates 0 with everything.
+A map with no change at all (zero variance) correlates 0 with everything. With the background as a
+group, ``cpd_parts`` and ``cpd_background_correlation`` keep the parts and the background apart.
 """
 
 from __future__ import annotations
@@ -102,6 +103,22 @@ def cpd_score(matrix: np.ndarray) -> float:
     return float(1.0 - matrix[off].mean())
 
 
+def background_scores(matrix: np.ndarray, background: bool) -> dict[str, float]:
+    """With the background as the last group: the parts' own CPD and the background's mean correlation.
+
+    Adding the background as a group dilutes ``cpd`` (it shares few pixels with any part), which is not
+    better disentanglement, so the parts' block is scored on its own as ``cpd_parts`` and the
+    background's mean clipped correlation with the part groups is ``cpd_background_correlation``.
+    """
+    if not background:
+        return {}
+    matrix = np.asarray(matrix, np.float64)
+    scores = {"cpd_background_correlation": float(matrix[-1, :-1].mean())} if len(matrix) > 1 else {}
+    if len(matrix) > 2:
+        scores["cpd_parts"] = cpd_score(matrix[:-1, :-1])
+    return scores
+
+
 def make_pair_correlations(render: Renderer, part_masks: np.ndarray, background: bool) -> Callable:
     """A jitted ``(variables, a, b) -> (clipped (P, G, G), raw (P, G, G))`` per pair of the batch."""
     masks = jnp.asarray(part_masks)
@@ -152,6 +169,7 @@ def compute_cpd(
         total_raw += np.asarray(raw, np.float64)[:count].sum(axis=0)
     matrix = total_clipped / num_pairs
     return {
+        **background_scores(matrix, groups.background),
         "cpd": cpd_score(matrix),
         "cpd_raw": cpd_score(total_raw / num_pairs),
         "cpd_matrix": matrix.tolist(),

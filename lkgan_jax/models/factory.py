@@ -42,6 +42,8 @@ def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = 
         dtype=compute_dtype(dtype or c.dtype),
         tau_floor_pixels=c.get("tau_floor_pixels", 0.0),  # runs from before these options: off
         min_keypoint_size=c.get("min_keypoint_size", 0),
+        part_size_range=c.get("part_size_range", 1.0),
+        learned_layout=c.get("learned_layout", True),
     )
 
 

@@ -27,7 +27,12 @@ Dtype = Any
 
 
 class KeypointMapping(nn.Module):
-    """Stage 1: three independent noises (B, Z) → keypoints, part embeddings, background embedding."""
+    """Stage 1: three independent noises (B, Z) → keypoints, part embeddings, background embedding.
+
+    With ``part_size_range`` r > 1 each part k also learns its Gaussian width: a parameter s_k
+    (initialised 0) scales the width by r^tanh(s_k), i.e. τ_k = τ · r^(2·tanh(s_k)), always in
+    [τ / r², τ · r²] and positive. r = 1 (default) keeps τ fixed, with no parameter.
+    """
 
     num_keypoints: int
     embed_dim: int
@@ -37,6 +42,14 @@ class KeypointMapping(nn.Module):
     tanh_divisor: float
     tau: float
     slope: float
+    part_size_range: float = 1.0
+
+    def part_tau(self) -> jax.Array | float:
+        """τ per part, (K,) when sizes are learned, else the scalar τ."""
+        if self.part_size_range <= 1.0:
+            return self.tau
+        log_size = self.param("part_log_size", nn.initializers.zeros, (self.num_keypoints,), jnp.float32)
+        return self.tau * self.part_size_range ** (2.0 * jnp.tanh(log_size))
 
     @nn.compact
     def __call__(self, z_pose: jax.Array, z_app: jax.Array, z_bg: jax.Array) -> Latent:
@@ -47,7 +60,7 @@ class KeypointMapping(nn.Module):
         global_appearance = MLP(self.z_dim, self.appearance_depth, d, self.slope, name="appearance_mlp")(z_app)
         part_embeddings = part_table[None] * global_appearance[:, None, :]
         background = MLP(self.z_dim, self.appearance_depth, d, self.slope, name="background_mlp")(z_bg)
-        return Latent.create(keypoints, part_embeddings, background, self.tau)
+        return Latent.create(keypoints, part_embeddings, background, self.part_tau())
 
 
 class Spade(nn.Module):
@@ -110,6 +123,10 @@ class SpadeRenderer(nn.Module):
 
     ``channels[i]`` is the output width of the block at side 4·2^i; the output side is 4·2^(n−1).
     ``tau_floor_pixels`` and ``min_keypoint_size`` shape the conditioning maps (``heatmaps.embedding_map``).
+    With ``learned_layout=False`` there is no constant: the blocks start from zeros, so the first block's
+    output is computed from the conditioning map alone and every spatial structure starts from the
+    keypoints. (A position-independent learned start would carry no layout either, but its BatchNorm
+    would divide a zero variance by √ε in eval mode.)
     """
 
     channels: Sequence[int]
@@ -121,11 +138,15 @@ class SpadeRenderer(nn.Module):
     dtype: Dtype
     tau_floor_pixels: float = 0.0
     min_keypoint_size: int = 0
+    learned_layout: bool = True
 
     @nn.compact
     def __call__(self, latent: Latent, train: bool) -> jax.Array:
         batch = latent.keypoints.shape[0]
-        const = self.param("const", nn.initializers.normal(1.0), (1, 4, 4, self.const_channels), jnp.float32)
+        if self.learned_layout:
+            const = self.param("const", nn.initializers.normal(1.0), (1, 4, 4, self.const_channels), jnp.float32)
+        else:
+            const = jnp.zeros((1, 4, 4, self.const_channels), jnp.float32)
         x = jnp.broadcast_to(const, (batch,) + const.shape[1:]).astype(self.dtype)
         for i, features in enumerate(self.channels):
             if i > 0:
@@ -159,6 +180,8 @@ class Generator(nn.Module):
     dtype: Dtype = jnp.float32
     tau_floor_pixels: float = 0.0  # conditioning-map width floor, in pixel spacings of each layer (0: off)
     min_keypoint_size: int = 0  # layers smaller than this see only the background embedding (0: all see parts)
+    part_size_range: float = 1.0  # > 1: each part learns its width within [1/r, r] × √τ's (1: fixed τ)
+    learned_layout: bool = True  # False: no learned 4×4 constant (zeros); the layout comes from the keypoints
 
     def setup(self) -> None:
         self.mapping = KeypointMapping(
@@ -170,6 +193,7 @@ class Generator(nn.Module):
             self.tanh_divisor,
             self.tau,
             self.slope,
+            self.part_size_range,
         )
         self.renderer = SpadeRenderer(
             tuple(self.channels),
@@ -181,6 +205,7 @@ class Generator(nn.Module):
             self.dtype,
             self.tau_floor_pixels,
             self.min_keypoint_size,
+            self.learned_layout,
         )
 
     @property
