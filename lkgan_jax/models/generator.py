@@ -125,8 +125,7 @@ class SpadeRenderer(nn.Module):
     ``tau_floor_pixels`` and ``min_keypoint_size`` shape the conditioning maps (``heatmaps.embedding_map``).
     With ``learned_layout=False`` there is no constant: the blocks start from zeros, so the first block's
     output is computed from the conditioning map alone and every spatial structure starts from the
-    keypoints. (A position-independent learned start would carry no layout either, but its BatchNorm
-    would divide a zero variance by √ε in eval mode.)
+    keypoints (docs/design.md §2).
     """
 
     channels: Sequence[int]
