@@ -169,6 +169,9 @@ def test_resume_with_another_model_config_is_refused(tmp_path, capsys):
         (["--config.data.source=webdataset"], "Unknown data source 'webdataset'"),
         (["--config.data.source=folder", "--config.data.path=/does/not/exist"], "/does/not/exist"),
         (["--config.train.batch_size=12"], "not divisible by the 8 devices"),
+        (["--config.model.num_keypoints=0"], "model.num_keypoints must be at least 1, got 0"),
+        (["--config.model.part_size_range=0.5"], "model.part_size_range must be at least 1"),
+        (["--config=configs/tiny.py:bogusvariant"], "unknown config variant 'bogusvariant'; known: paper"),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):

@@ -25,6 +25,12 @@ def generator_resolution(model_config: ml_collections.ConfigDict) -> int:
 
 def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = None) -> Generator:
     c = model_config
+    if c.num_keypoints < 1:
+        raise ValueError(f"model.num_keypoints must be at least 1, got {c.num_keypoints}")
+    if c.tau <= 0:
+        raise ValueError(f"model.tau must be positive, got {c.tau}")
+    if c.get("part_size_range", 1.0) < 1:
+        raise ValueError(f"model.part_size_range must be at least 1 (1: fixed τ), got {c.part_size_range}")
     return Generator(
         num_keypoints=c.num_keypoints,
         embed_dim=c.embed_dim,
