@@ -20,8 +20,11 @@ TINY = "configs/tiny.py"
 
 
 def _metrics(workdir: pathlib.Path) -> dict[int, dict]:
-    lines = (workdir / METRICS_FILE).read_text().splitlines()
-    return {record["step"]: record for record in map(json.loads, lines)}
+    """step → the union of that step's rows in metrics.jsonl (training and evaluation write separate rows)."""
+    merged: dict[int, dict] = {}
+    for record in map(json.loads, (workdir / METRICS_FILE).read_text().splitlines()):
+        merged.setdefault(record["step"], {}).update(record)
+    return merged
 
 
 def _assert_states_equal(a, b):
@@ -53,10 +56,8 @@ def test_default_config_smoke_run_trains_evaluates_and_edits(tmp_path):
     workdir, edits = tmp_path / "run", tmp_path / "edits"
     schedule = [f"--config.train.{field}=2" for field in ("log_every", "checkpoint_every", "sample_every", "eval_every")]
     assert main(["train", "--workdir", str(workdir), "--config=configs/default.py", "--config.train.steps=4", *schedule]) == 0
-    records = [json.loads(line) for line in (workdir / METRICS_FILE).read_text().splitlines()]  # train and eval rows
-    at_last = {key: value for record in records if record["step"] == 4 for key, value in record.items()}
-    assert sorted({record["step"] for record in records}) == [2, 4]
-    assert all(np.isfinite(at_last[key]) for key in ("d_loss", "g_loss", "cpd"))
+    metrics = _metrics(workdir)
+    assert sorted(metrics) == [2, 4] and all(np.isfinite(metrics[4][key]) for key in ("d_loss", "g_loss", "cpd"))
     ops = tmp_path / "ops.json"
     ops.write_text(json.dumps([{"op": "move", "part": 4, "offset": [0.2, 0.0]}, {"op": "swap_parts", "parts": [0, 1], "from_seed": 7}]))
     assert main(["edit", "--workdir", str(workdir), "--seed", "2", "--ops", str(ops), "--out", str(edits)]) == 0

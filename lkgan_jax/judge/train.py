@@ -33,11 +33,7 @@ from lkgan_jax.evaluation.landmarks import in_batches, landmark_errors
 from lkgan_jax.judge.model import Judge, make_judge
 from lkgan_jax.judge.weights import TrainedJudge, save_judge
 from lkgan_jax.train import harness, health
-from lkgan_jax.train.supervised import (
-    SupervisedState,
-    apply_gradients,
-    init_supervised_state,
-)
+from lkgan_jax.train.supervised import SupervisedState, apply_gradients, init_supervised_state
 from lkgan_jax.utils import visualize
 
 JUDGE_FILE = "judge.msgpack"

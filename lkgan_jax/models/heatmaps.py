@@ -5,7 +5,7 @@ For a side of S pixels with normalised pixel centres p ∈ linspace(-1, 1, S)²:
   H_bg(p) = 1 − max_k H_k(p)
   F(p)    = Σ_k H_k(p) w_k + H_bg(p) w_bg                         shape (B, S, S, D)
 
-Two options keep coarse layers informed (both off by default, the paper's renderer):
+Two options keep coarse layers informed (both 0, i.e. off, in the paper's renderer):
   - a width floor: τ_k is raised to (c · 2 / (S − 1))², so each Gaussian's 1/e radius spans at least
     c pixel spacings of the layer it conditions (``tau_floor_pixels = c``);
   - layers with S < ``min_keypoint_size`` get no parts: F = w_bg everywhere.
