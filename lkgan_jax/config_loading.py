@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import pathlib
 import sys
 
@@ -21,7 +22,20 @@ def resolve_config_path(spec: str) -> str:
         candidate = REPO_ROOT / path
     if not candidate.exists():
         raise FileNotFoundError(f"config file not found: {path}")
+    check_config_file(candidate)
     return str(candidate) + (f":{variant}" if variant else "")
+
+
+def check_config_file(path: pathlib.Path) -> None:
+    """One-line errors for a config file that does not parse or defines no top-level ``get_config``."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as error:
+        raise ValueError(f"config file {path} has a syntax error at line {error.lineno}: {error.msg}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"config file {path} cannot be read ({error})") from None
+    if not any(isinstance(node, ast.FunctionDef) and node.name == "get_config" for node in tree.body):
+        raise ValueError(f"config file {path} defines no get_config() function")
 
 
 def load_config(spec: str = DEFAULT_CONFIG, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:

@@ -32,6 +32,22 @@ def load_generator(workdir: str | pathlib.Path, step: int | None = None, device:
     workdir = pathlib.Path(workdir)
     config = read_config(workdir)
     generator = make_generator(config.model)
+    abstract = jax.eval_shape(lambda: generator.init(jax.random.key(0), *sample_noise(jax.random.key(0), 1, generator.z_dim)))
+    restored, step = restore_state_parts(
+        workdir, step, {"ema_params": abstract["params"], "g_stats": abstract["batch_stats"]}, "the generator", device
+    )
+    variables = {"params": restored["ema_params"], "batch_stats": restored["g_stats"]}
+    return TrainedGenerator(generator, variables, config, step)
+
+
+def restore_state_parts(
+    workdir: pathlib.Path, step: int | None, abstract: Any, what: str, device: jax.Device | None = None
+) -> tuple[Any, int]:
+    """Reads only the fields of the saved state named by ``abstract`` (a nested dict of shapes) → (arrays, step).
+
+    ``step`` None: the latest checkpoint. One-line errors for a missing checkpoint, an unknown step, or
+    arrays that do not fit ``abstract`` (``what`` names the part in the message).
+    """
     manager = _manager(workdir)
     try:
         steps = sorted(manager.all_steps())
@@ -41,11 +57,7 @@ def load_generator(workdir: str | pathlib.Path, step: int | None = None, device:
         if step not in steps:
             raise ValueError(f"no checkpoint at step {step} in {workdir / CHECKPOINT_DIR} (available: {steps})")
         sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
-        abstract = jax.eval_shape(lambda: generator.init(jax.random.key(0), *sample_noise(jax.random.key(0), 1, generator.z_dim)))
-        target = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-            {"ema_params": abstract["params"], "g_stats": abstract["batch_stats"]},
-        )
+        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
         restore = ocp.args.PyTreeRestore(
             target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
         )
@@ -53,14 +65,13 @@ def load_generator(workdir: str | pathlib.Path, step: int | None = None, device:
             restored = manager.restore(step, args=ocp.args.Composite(**{STATE_ITEM: restore}))[STATE_ITEM]
         except (ValueError, KeyError, TypeError) as error:
             raise CheckpointMismatchError(
-                f"checkpoint step {step} in {workdir} does not fit the generator of its config.json "
+                f"checkpoint step {step} in {workdir} does not fit {what} of its config.json "
                 f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
             ) from error
     finally:
         manager.close()
     _check_shapes(restored, target, workdir, step)
-    variables = {"params": restored["ema_params"], "batch_stats": restored["g_stats"]}
-    return TrainedGenerator(generator, variables, config, step)
+    return restored, step
 
 
 def _manager(workdir: pathlib.Path) -> ocp.CheckpointManager:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from lkgan_jax.cli.main import EXIT_BAD_INPUT, main
 from lkgan_jax.evaluation import inception, inception_weights
+from lkgan_jax.utils.files import file_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def test_run_metrics_json(tiny_run, weights, tmp_path, monkeypatch):
     assert result["fid"] > 0 and 0 <= result["cpd"] <= 1
     assert np.asarray(result["cpd_matrix"]).shape == (4, 4)  # configs/tiny.py: 4 parts
     assert result["step"] == 4 and result["num_samples"] == 8 and result["num_real"] == 8
-    assert result["protocol"] == "pytorch_fid" and result["inception_sha256"] == inception_weights.file_sha256(weights)
+    assert result["protocol"] == "pytorch_fid" and result["inception_sha256"] == file_sha256(weights)
     assert result["versions"]["jax"] and result["device"]["platform"] == "cpu" and result["seconds/fid"] > 0
     cached = list((tmp_path / "cache" / "fid_stats").glob("*.npz"))
     assert len(cached) == 1  # the real statistics, computed once for all metrics

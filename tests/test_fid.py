@@ -11,6 +11,7 @@ from PIL import Image
 from lkgan_jax.data import folder_batches
 from lkgan_jax.evaluation import features as features_lib
 from lkgan_jax.evaluation import fid, inception, inception_weights, kid, preprocess
+from lkgan_jax.utils.files import file_sha256
 
 
 def _spd(rng, d, rank=None):
@@ -198,7 +199,7 @@ def test_wrong_hash_is_rejected_unless_unverified_is_allowed(weight_file, random
         inception_weights.load_inception_params(weight_file)
     with pytest.warns(UserWarning, match="allow_unverified"):
         params, sha = inception_weights.load_inception_params(weight_file, allow_unverified=True)
-    assert sha == inception_weights.file_sha256(weight_file) and len(sha) == 64
+    assert sha == file_sha256(weight_file) and len(sha) == 64
     loaded, original = inception.flatten_params(params), inception.flatten_params(random_params)
     assert loaded.keys() == original.keys()
     for name in original:
@@ -206,7 +207,7 @@ def test_wrong_hash_is_rejected_unless_unverified_is_allowed(weight_file, random
 
 
 def test_verified_hash_loads_without_warning(weight_file, monkeypatch):
-    sha = inception_weights.file_sha256(weight_file)
+    sha = file_sha256(weight_file)
     monkeypatch.setattr(inception_weights, "EXPECTED_SHA256_PREFIX", sha[:8])
     import warnings
     with warnings.catch_warnings():

@@ -94,5 +94,5 @@ def test_bad_mesh_and_batch_are_one_line_errors():
         build_trainer(config)
     config = tiny.get_config()
     config.data.resolution = 64
-    with pytest.raises(ValueError, match="32-px generator"):
+    with pytest.raises(ValueError, match="a generator of 32-px images only"):
         build_trainer(config)

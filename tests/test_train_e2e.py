@@ -173,6 +173,8 @@ def test_resume_with_another_model_config_is_refused(tmp_path, capsys):
         (["--config.model.num_keypoints=0"], "model.num_keypoints must be at least 1, got 0"),
         (["--config.model.part_size_range=0.5"], "model.part_size_range must be at least 1"),
         (["--config=configs/tiny.py:bogusvariant"], "unknown config variant 'bogusvariant'; known: paper"),
+        (["--config.data.source=folder"], "data.source=folder needs data.path"),
+        (["--config.data.resolution=33"], "data.resolution=33, but model.g_channels has 4 entries: a generator of 32-px images only"),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
@@ -180,6 +182,43 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("lkgan: error: ") and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--workdir", "{tmp}/run", "--config={tmp}/syntax.py"], "has a syntax error at line 1"),
+        (["train", "--workdir", "{tmp}/run", "--config={tmp}/no_get_config.py"], "defines no get_config() function"),
+        (["train", "--workdir", "{tmp}/a_file", f"--config={TINY}"], "--workdir {tmp}/a_file is a file, not a directory"),
+        (["train", "--workdir", "{tmp}/a_file/run", f"--config={TINY}"], "--workdir {tmp}/a_file/run: cannot create the directory"),
+        (["generate", "--workdir", "{tmp}/no_run", "--num", "1", "--seed", "0", "--out", "{tmp}/a_file/out"], "--out {tmp}/a_file/out: cannot create"),
+        (["prepare", "procedural", "--out", "{tmp}/a_file", "--num", "1"], "--out {tmp}/a_file is a file, not a directory"),
+    ],
+)
+def test_bad_files_and_directories_give_one_line_errors(tmp_path, capsys, argv, message):
+    (tmp_path / "syntax.py").write_text("def get_config(:\n    pass\n")
+    (tmp_path / "no_get_config.py").write_text("import ml_collections\nX = 1\n")
+    (tmp_path / "a_file").write_text("keep me")
+    code = main([arg.format(tmp=tmp_path) for arg in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("lkgan: error: ") and message.format(tmp=tmp_path) in err[0], err
+    assert (tmp_path / "a_file").read_text() == "keep me" and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--workdir", "{run}", "--metrics", "cpd", "--num-samples", "-5", "--out", "{tmp}/e.json"], "--num-samples must be positive, got -5"),
+        (["edit", "--workdir", "{run}", "--seed", "0", "--ops", "{tmp}/ops.json", "--latents", "{tmp}/ops.json", "--out", "{tmp}/e"],
+         "--latents {tmp}/ops.json is not a .npz file"),
+    ],
+)
+def test_bad_flags_of_run_commands_name_the_flag(tiny_run, tmp_path, capsys, argv, message):
+    (tmp_path / "ops.json").write_text("[]")
+    code = main([arg.format(tmp=tmp_path, run=tiny_run[0]) for arg in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message.format(tmp=tmp_path) in err[0], err
 
 
 def test_cli_prepare_procedural_exports_a_trainable_folder(tmp_path, capsys):

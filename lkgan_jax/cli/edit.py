@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import zipfile
 
 import jax
 import numpy as np
@@ -43,6 +44,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def load_start_latent(path: str, seed: int) -> Latent:
     """The row of ``seed`` in a ``latents.npz`` of ``lkgan generate`` (batch 1)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"--latents {path} is not a .npz file (expected latents.npz of `lkgan generate` or latent.npz of `lkgan edit`)")
     try:
         with np.load(path) as arrays:
             seeds = np.asarray(arrays["seeds"]) if "seeds" in arrays else None
@@ -106,6 +109,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
     if not ops_path.is_file():
         raise FileNotFoundError(f"ops file not found: {ops_path}")
     seed = int(check_seeds([args.seed])[0])
+    files.output_directory(args.out, "--out")
     model = load_generator(args.workdir, args.step)
     start = load_start_latent(args.latents, seed) if args.latents else model.latent_from_seeds(check_seeds([seed]))
     operations = parse_recipe(ops_path.read_text(), start.num_parts, model.num_parts, source=ops_path.name)

@@ -31,7 +31,9 @@ from lkgan_jax.detection.inference import load_detector_run
 from lkgan_jax.evaluation.features import FeatureExtractor
 from lkgan_jax.evaluation.fid import frechet_distance
 from lkgan_jax.evaluation.kid import kernel_inception_distance
+from lkgan_jax.evaluation.landmarks import check_labelled
 from lkgan_jax.evaluation.preprocess import DEFAULT_PROTOCOL, PROTOCOLS
+from lkgan_jax.keypointgan.evaluate import is_keypointgan_run
 from lkgan_jax.evaluation.run_metrics import METRICS, EvalSetup, RunEvaluation, evaluate, parse_metric_names
 from lkgan_jax.pretrained import load_generator
 from lkgan_jax.utils import files
@@ -91,7 +93,12 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
     if args.fake:
         raise ValueError("--fake is only for `lkgan evaluate fid --real DIR --fake DIR`")
     names = parse_metric_names(args.metrics)
+    for flag in ("num_samples", "num_real", "cpd_pairs", "locality_pairs"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     config = config_for_run(read_config(args.workdir), ("eval",), args.config, overrides)
+    if is_keypointgan_run(config):
+        return _keypointgan_metrics(args, config, names)
     if args.judge_weights:
         config.eval.judge_weights = args.judge_weights
     real = ImageSource.parse(args.real) if args.real else ImageSource.from_data_config(config.data)
@@ -107,6 +114,23 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
         workdir=args.workdir,
     )
     return {"workdir": str(args.workdir), "metrics": list(names), "real": str(real), **evaluate(run, names)}
+
+
+def _keypointgan_metrics(args: argparse.Namespace, config: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """A KeypointGAN run has a detector and no generator: only ``landmarks`` applies."""
+    from lkgan_jax.keypointgan.evaluate import keypointgan_landmark_metrics, load_keypointgan
+    from lkgan_jax.keypointgan.prior import load_prior_poses
+
+    if tuple(names) != ("landmarks",):
+        raise ValueError(f"a KeypointGAN run has only the landmarks metric, not {', '.join(n for n in names if n != 'landmarks')}")
+    real = ImageSource.parse(args.real) if args.real else ImageSource.from_data_config(config.data)
+    check_labelled(real)
+    start = time.perf_counter()
+    model = load_keypointgan(args.workdir, args.step)
+    prior_mean = load_prior_poses(config.prior, config.data, config.model.num_points).mean(axis=0)
+    metrics = keypointgan_landmark_metrics(model, real, config.eval, config.data.seed, prior_mean)
+    return {"workdir": str(args.workdir), "metrics": ["landmarks"], "real": str(real), "step": model.step, **metrics,
+            "seconds/landmarks": round(time.perf_counter() - start, 3)}
 
 
 def _folders_fid(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:

@@ -61,17 +61,28 @@ def _maybe_initialize_distributed() -> None:
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
     from lkgan_jax.config_loading import load_config
-    from lkgan_jax.train.loop import train_and_evaluate
+
+    from lkgan_jax.utils.files import output_directory
 
     config = load_config(args.config, overrides)
+    output_directory(args.workdir, "--workdir")
     _maybe_initialize_distributed()
-    train_and_evaluate(config, args.workdir)
+    if config.get("system", "latentkeypointgan") == "keypointgan":
+        from lkgan_jax.keypointgan.train import train_keypointgan
+
+        train_keypointgan(config, args.workdir)
+    else:
+        from lkgan_jax.train.loop import train_and_evaluate
+
+        train_and_evaluate(config, args.workdir)
 
 
 def _prepare(args: argparse.Namespace, overrides: list[str]) -> None:
     _reject_overrides(overrides)
     from lkgan_jax.data.export import export_procedural
+    from lkgan_jax.utils.files import output_directory
 
+    output_directory(args.out, "--out")
     out = export_procedural(args.out, args.num, args.resolution, seed=args.seed, split=args.split)
     print(f"wrote {args.num} images with landmarks.csv and attributes.csv to {out}")
 
@@ -85,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lkgan", description="Controllable image generation through latent keypoints.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train LatentKeypointGAN (resumes from the latest checkpoint)")
+    train = commands.add_parser("train", help="train LatentKeypointGAN or KeypointGAN (resumes from the latest checkpoint)")
     train.add_argument("--workdir", required=True, help="output directory (config, checkpoints, metrics, samples)")
     train.add_argument("--config", default="configs/default.py", help="config file, optionally with :variant")
     train.set_defaults(run=_train, takes_overrides=True)

@@ -32,6 +32,7 @@ Data config fields (``ml_collections.ConfigDict``):
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,10 @@ def _build_procedural(data_config: Any) -> Source:
 
 
 def _build_folder(data_config: Any) -> Source:
+    if not data_config.path:
+        raise ValueError("data.source=folder needs data.path, the image folder")
+    if not os.path.isdir(data_config.path):
+        raise ValueError(f"data.path={data_config.path!r} is not an existing directory")
     return ImageFolder(data_config.path, resolution=data_config.resolution)
 
 

@@ -46,6 +46,7 @@ SKELETON_EDGES: list[tuple[int, int]] = [
     (7, 6), (6, 8),  # head left - chin - head right
     (7, 9), (9, 8),  # head left - head top - head right
 ]
+LEFT_RIGHT_PAIRS: list[tuple[int, int]] = [(0, 1), (3, 4), (7, 8)]  # landmarks that trade places in a mirror image
 NUM_LANDMARKS = len(LANDMARK_NAMES)
 NUM_ATTRIBUTES = len(ATTRIBUTE_NAMES)
 
@@ -54,7 +55,8 @@ MIN_RESOLUTION = 8
 SPLIT_SIZE = 2**30
 TRAIN_INDEX_START = 0  # train uses indices [0, 2**30)
 TEST_INDEX_START = 2**30  # test uses indices [2**30, 2**31)
-SPLIT_INDEX_START = {"train": TRAIN_INDEX_START, "test": TEST_INDEX_START}
+PRIOR_INDEX_START = 2**31  # prior (poses without their images, e.g. KeypointGAN's) uses [2**31, 2**31 + 2**30)
+SPLIT_INDEX_START = {"train": TRAIN_INDEX_START, "test": TEST_INDEX_START, "prior": PRIOR_INDEX_START}
 
 # ----------------------------------------------------------------------------------------------------
 # Parameter ranges, all sampled independently and uniformly from one ``rng.random`` draw. Lengths are
@@ -266,6 +268,11 @@ def render_face(seed: int, index: int, resolution: int = DEFAULT_RESOLUTION) -> 
     )
 
 
+def face_landmarks_only(seed: int, indices: Sequence[int]) -> np.ndarray:
+    """The landmarks ``(N, 10, 2)`` of faces ``indices`` of dataset ``seed``, without drawing them."""
+    return np.stack([face_landmarks(sample_face_parameters(np.random.default_rng([seed, int(i)]))) for i in indices])
+
+
 def render_faces(seed: int, indices: Sequence[int], resolution: int = DEFAULT_RESOLUTION) -> FaceSample:
     """Render several faces: image ``(N, R, R, 3)``, landmarks ``(N, 10, 2)``, attributes ``(N, 12)``.
     Each face is identical to ``render_face(seed, index, resolution)``."""
@@ -279,7 +286,8 @@ class ProceduralFaces:
     """Grain-compatible random-access source of procedural faces.
 
     ``source[i]`` is ``dict(image=uint8 (R, R, 3), landmarks=float32 (10, 2), attributes=float32 (12,))``
-    for face ``SPLIT_INDEX_START[split] + i`` of dataset ``seed``; train and test never share a face.
+    for face ``SPLIT_INDEX_START[split] + i`` of dataset ``seed``; the splits (train, test, prior) never
+    share a face.
     """
 
     def __init__(self, seed: int = 0, split: str = "train", resolution: int = DEFAULT_RESOLUTION,

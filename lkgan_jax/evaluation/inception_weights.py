@@ -21,7 +21,6 @@ weights; FIDs from such weights are not comparable to published numbers).
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import os
 import pickle
@@ -33,7 +32,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lkgan_jax.evaluation import inception
-from lkgan_jax.utils.files import write_atomically
+from lkgan_jax.utils.files import file_sha256, write_atomically
 
 EXPECTED_SHA256_PREFIX = "6726825d"
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -243,15 +242,6 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {str(k): v for k, v in state.items()}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def params_from_state_dict(state_dict: Mapping[str, np.ndarray], source: str = "state_dict") -> dict[str, Any]:
     """torchvision-named FID Inception tensors → the ``FidInceptionV3`` parameter tree (float32, checked)."""
     flat: dict[str, np.ndarray] = {}
@@ -321,7 +311,7 @@ def load_inception_params(path: str | os.PathLike | None, allow_unverified: bool
         message = (f"{path} has SHA-256 {sha256[:16]}…, not pytorch-fid's FID Inception weights "
                    f"(expected prefix {EXPECTED_SHA256_PREFIX})")
         if not allow_unverified:
-            raise InceptionWeightsError(message + "; pass allow_unverified=True only for tests with other weights.")
+            raise InceptionWeightsError(message + "; --allow-unverified-weights accepts other weights (for tests only: FIDs are then not comparable)")
         warnings.warn(message + "; accepted because allow_unverified=True (FIDs are not comparable).", stacklevel=2)
     params = params_from_state_dict(read_torch_state_dict(path), source=str(path))
     return params, sha256

@@ -57,24 +57,29 @@ def regress_landmarks(
     return (np.asarray(test_keypoints, np.float64).reshape(n_test, -1) @ w).reshape(n_test, -1, 2)
 
 
-def landmark_errors(
+def per_image_errors(
     predicted: np.ndarray, target: np.ndarray, resolution: int, eye_landmarks: tuple[int, int] = (0, 1)
-) -> dict[str, float]:
-    """``error_iod_pct`` and ``error_size_pct`` of predicted vs target landmarks (N, L, 2), normalised coords."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image mean landmark errors (N,), in % of the inter-ocular distance and in % of the image side."""
     predicted = np.asarray(predicted, np.float64)
     target = np.asarray(target, np.float64)
     if predicted.shape != target.shape or predicted.ndim != 3 or predicted.shape[-1] != 2:
-        raise ValueError(f"landmark_errors needs two (N, L, 2) arrays, got {predicted.shape} and {target.shape}")
+        raise ValueError(f"landmark errors need two (N, L, 2) arrays, got {predicted.shape} and {target.shape}")
     distance = np.linalg.norm(predicted - target, axis=-1)  # (N, L), normalised units
     left, right = eye_landmarks
     inter_ocular = np.linalg.norm(target[:, left] - target[:, right], axis=-1)  # (N,)
     if np.any(inter_ocular <= 0):
         raise ValueError("an image has coinciding eye landmarks (inter-ocular distance 0)")
     pixels = distance * pixels_per_unit(resolution)
-    return {
-        "error_iod_pct": float(np.mean(distance / inter_ocular[:, None]) * 100.0),
-        "error_size_pct": float(np.mean(pixels / resolution) * 100.0),
-    }
+    return np.mean(distance / inter_ocular[:, None], axis=1) * 100.0, np.mean(pixels / resolution, axis=1) * 100.0
+
+
+def landmark_errors(
+    predicted: np.ndarray, target: np.ndarray, resolution: int, eye_landmarks: tuple[int, int] = (0, 1)
+) -> dict[str, float]:
+    """``error_iod_pct`` and ``error_size_pct`` of predicted vs target landmarks (N, L, 2), normalised coords."""
+    iod, size = per_image_errors(predicted, target, resolution, eye_landmarks)
+    return {"error_iod_pct": float(np.mean(iod)), "error_size_pct": float(np.mean(size))}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from lkgan_jax.train import harness, samples
 from lkgan_jax.train.state import GanModels, TrainState, create_state, make_models
 from lkgan_jax.train.step import compile_train_step, make_train_step
 from lkgan_jax.utils import files
-from lkgan_jax.utils.compilation import compile_lowered
+from lkgan_jax.utils.compilation import run_once
 from lkgan_jax.workdir import CONFIG_FILE
 
 
@@ -36,8 +36,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     resolution = generator_resolution(config.model)
     if resolution != config.data.resolution:
         raise ValueError(
-            f"model.g_channels has {len(config.model.g_channels)} entries, i.e. a {resolution}-px generator, "
-            f"but data.resolution={config.data.resolution}"
+            f"data.resolution={config.data.resolution}, but model.g_channels has {len(config.model.g_channels)} entries: "
+            f"a generator of {resolution}-px images only (each entry doubles the side from 4 px)"
         )
     if config.data.resolution % 2 ** len(config.model.d_channels):
         raise ValueError(f"data.resolution={config.data.resolution} is not divisible by 2^len(model.d_channels)")
@@ -79,9 +79,7 @@ class Trainer:
 
     def initial_state(self) -> TrainState:
         """A fresh state, born with its shardings (never materialised on one device)."""
-        key = jax.random.key(self.config.seed)
-        lowered = jax.jit(self.init, out_shardings=self.state_shardings).lower(key)
-        return compile_lowered(lowered, fast=True)(key)  # runs once: optimising it is not worth the compile time
+        return run_once(self.init, self.state_shardings, jax.random.key(self.config.seed))
 
     def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shape, dtype and sharding of a global training batch."""

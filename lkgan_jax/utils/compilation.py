@@ -21,6 +21,11 @@ def compile_lowered(lowered: Any, fast: bool) -> Any:
     return lowered.compile(compiler_options=FAST_COMPILE_OPTIONS if fast else None)
 
 
+def run_once(function: Any, out_shardings: Any, *args: Any) -> Any:
+    """``jax.jit(function, out_shardings=...)(*args)`` compiled cheaply: for programs that run once (inits)."""
+    return compile_lowered(jax.jit(function, out_shardings=out_shardings).lower(*args), fast=True)(*args)
+
+
 def enable_persistent_cache() -> None:
     """Caches compiled programs on disk (``$LKGAN_COMPILATION_CACHE``, '' disables) so reruns start fast."""
     directory = os.environ.get(CACHE_ENV, str(DEFAULT_CACHE_DIR))

@@ -1,9 +1,11 @@
-"""Atomic file writes: a crash mid-write never leaves a truncated output behind (docs/design.md §12)."""
+"""Atomic file writes (a crash mid-write never leaves a truncated output behind, docs/design.md §12), file hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pathlib
 import tempfile
 from typing import IO, Any, Callable
 
@@ -32,3 +34,30 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
 def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
     """``np.savez`` of ``arrays`` to ``path``, atomically."""
     write_atomically(path, lambda file: np.savez(file, **arrays))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def output_directory(path: str | os.PathLike, flag: str) -> pathlib.Path:
+    """Creates ``path`` (and its parents) and checks that it is a writable directory → the Path.
+
+    A one-line ``ValueError`` naming ``flag`` (e.g. ``--workdir``) when ``path`` is a file, sits below a
+    file, or cannot be created or written; nothing in it is touched.
+    """
+    directory = pathlib.Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{flag} {directory} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{flag} {directory}: cannot create the directory ({error.strerror or type(error).__name__})") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {directory}: the directory is not writable")
+    return directory
