@@ -1,4 +1,4 @@
-"""KeypointGAN on procedural faces at 64 px with narrow widths: about 15 min on 2 idle CPU cores.
+"""KeypointGAN on procedural faces at 64 px with narrow widths: 15-18 min on 2 CPU cores (docs/keypointgan.md).
 
 Pose is learned through a skeleton-image bottleneck from thin-plate-spline pairs of unlabelled training
 faces and an unpaired pose prior (landmarks of a disjoint set of faces); docs/design.md §13.
@@ -100,6 +100,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.sample_every = 500
     c.train.num_samples = 8  # rows of the sample grid
     c.train.sample_upscale = 2
+    c.train.sample_seed = 0  # the style warps of the sample grid
     c.train.eval_every = 500  # direct landmark error on eval_num_test test faces (0: never)
     c.train.eval_num_test = 200
     c.train.fast_compile = False

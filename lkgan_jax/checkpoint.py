@@ -7,7 +7,9 @@ shardings, so a run can resume on a different mesh.
 
 from __future__ import annotations
 
+import os
 import pathlib
+import time
 from typing import Any
 
 import grain
@@ -20,6 +22,56 @@ DATA_ITEM = "data"
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint on disk does not fit the model of the current config."""
+
+
+class CheckpointDamagedError(ValueError):
+    """A checkpoint's files cannot be read back (truncated, garbage or missing), whatever the config."""
+
+
+DAMAGED_PREFIX = "damaged-step-"  # a damaged checkpoint set aside: not a step directory for Orbax
+
+
+def check_fits(step_directory: pathlib.Path, abstract_state: Any, partial: bool = False) -> None:
+    """Compares the saved tree (paths and global shapes, from Orbax's metadata) with ``abstract_state``.
+
+    ``CheckpointDamagedError`` when the metadata cannot be read; ``CheckpointMismatchError`` when it
+    describes another model (a missing or, unless ``partial``, an extra array, or another shape).
+    """
+    try:
+        metadata = ocp.StandardCheckpointHandler().metadata(step_directory / STATE_ITEM)
+        saved = {_path(keys): tuple(leaf.shape) for keys, leaf in jax.tree_util.tree_flatten_with_path(metadata)[0]}
+    except Exception as error:  # a missing or unreadable _METADATA, manifest or directory
+        raise CheckpointDamagedError(
+            f"checkpoint step {step_directory.name} in {step_directory.parent} is damaged ({type(error).__name__}: {error_summary(error)})"
+        ) from None
+    wanted = {_path(keys): leaf for keys, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+    missing, extra = sorted(set(wanted) - set(saved)), [] if partial else sorted(set(saved) - set(wanted))
+    if missing or extra:
+        example = "/".join((missing or extra)[0])
+        raise CheckpointMismatchError(
+            f"checkpoint {step_directory} holds another model than this config's ({'missing' if missing else 'unexpected'} array {example})")
+    for keys, leaf in wanted.items():
+        if not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) and saved[keys] != tuple(leaf.shape):
+            raise CheckpointMismatchError(
+                f"checkpoint {step_directory}: {'/'.join(keys)} has shape {saved[keys]}, this config's model needs {tuple(leaf.shape)}")
+
+
+def _path(keys: tuple) -> tuple[str, ...]:
+    return tuple(_key_name(k) for k in keys)
+
+
+def _key_name(key: Any) -> str:
+    for attribute in ("name", "key", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def set_aside(directory: pathlib.Path, step: int) -> pathlib.Path:
+    """Renames the damaged checkpoint ``directory/step`` to ``directory/damaged-step-STEP-TIME`` (never deletes)."""
+    aside = directory / f"{DAMAGED_PREFIX}{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(directory / str(step), aside)
+    return aside
 
 
 def read_only_options() -> ocp.CheckpointManagerOptions:
@@ -55,14 +107,47 @@ def restore(
     manager: ocp.CheckpointManager, step: int, target: Any, data_iterator: Any | None = None
 ) -> Any:
     """Restores the state at ``step`` into ``target`` (and the iterator in place, when given)."""
+    check_fits(pathlib.Path(manager.directory) / str(step), target)
     items = {STATE_ITEM: ocp.args.StandardRestore(target)}
     if data_iterator is not None:
         items[DATA_ITEM] = grain.checkpoint.CheckpointRestore(data_iterator)
     try:
         restored = manager.restore(step, args=ocp.args.Composite(**items))
-    except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointMismatchError(
-            f"checkpoint step {step} in {manager.directory} does not match this config's model "
-            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+    except Exception as error:  # TensorStore, JSON, OS and Orbax errors: the files, not the config (checked above)
+        raise CheckpointDamagedError(
+            f"checkpoint step {step} in {manager.directory} is damaged ({type(error).__name__}: {error_summary(error)})"
         ) from error
     return restored[STATE_ITEM]
+
+
+def error_summary(error: BaseException) -> str:
+    """The first non-empty line of an error message (at most 200 characters)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:200] if lines else "no message"
+
+
+def restore_newest_complete(manager: ocp.CheckpointManager, target: Any, data_iterator: Any | None, log: Any) -> tuple[Any, int] | None:
+    """The newest checkpoint that restores completely → (state, step); None when there is none.
+
+    Damaged newer ones are set aside (``set_aside``) with one ``log`` line each, but only when an older
+    one restores: when every checkpoint is damaged, a ``CheckpointDamagedError`` leaves them all in
+    place, so that a run never silently restarts from step 0 while checkpoints exist.
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    damaged: list[tuple[int, CheckpointDamagedError]] = []
+    for step in steps:
+        try:
+            state = restore(manager, step, target, data_iterator)
+        except CheckpointDamagedError as error:
+            damaged.append((step, error))
+            continue
+        for bad_step, error in damaged:
+            aside = set_aside(pathlib.Path(manager.directory), bad_step)
+            log(f"{error}; set it aside as {aside.name} and resumed from step {step}")
+        if damaged:
+            manager.reload()
+        return state, step
+    if damaged:
+        raise CheckpointDamagedError(
+            f"every checkpoint in {manager.directory} is damaged (newest: {damaged[0][1]}); move them away to start from step 0")
+    return None

@@ -15,8 +15,9 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
-from lkgan_jax.checkpoint import STATE_ITEM, CheckpointMismatchError, read_only_options
+from lkgan_jax.checkpoint import STATE_ITEM, CheckpointDamagedError, CheckpointMismatchError, check_fits, error_summary, read_only_options
 from lkgan_jax.models.factory import make_generator
 from lkgan_jax.models.latent import sample_noise
 from lkgan_jax.models.sampling import TrainedGenerator
@@ -53,25 +54,36 @@ def restore_state_parts(
         steps = sorted(manager.all_steps())
         if not steps:
             raise FileNotFoundError(f"no checkpoint in {workdir / CHECKPOINT_DIR}")
-        step = steps[-1] if step is None else step
-        if step not in steps:
+        if step is not None and step not in steps:
             raise ValueError(f"no checkpoint at step {step} in {workdir / CHECKPOINT_DIR} (available: {steps})")
         sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
         target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
-        restore = ocp.args.PyTreeRestore(
-            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
-        )
-        try:
-            restored = manager.restore(step, args=ocp.args.Composite(**{STATE_ITEM: restore}))[STATE_ITEM]
-        except (ValueError, KeyError, TypeError) as error:
-            raise CheckpointMismatchError(
-                f"checkpoint step {step} in {workdir} does not fit {what} of its config.json "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
-            ) from error
+        candidates = [step] if step is not None else steps[::-1]  # without --step: the newest that reads back
+        for number, candidate in enumerate(candidates):
+            try:
+                restored = _restore_parts(manager, workdir, candidate, target, what)
+                step = candidate
+                break
+            except CheckpointDamagedError as error:
+                if number == len(candidates) - 1:
+                    raise
+                logging.warning("%s; reading the previous checkpoint instead", error)
     finally:
         manager.close()
     _check_shapes(restored, target, workdir, step)
     return restored, step
+
+
+def _restore_parts(manager: ocp.CheckpointManager, workdir: pathlib.Path, step: int, target: Any, what: str) -> Any:
+    check_fits(workdir / CHECKPOINT_DIR / str(step), target, partial=True)
+    restore = ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)
+    try:
+        return manager.restore(step, args=ocp.args.Composite(**{STATE_ITEM: restore}))[STATE_ITEM]
+    except Exception as error:  # the tree fits (checked above): the files are damaged
+        raise CheckpointDamagedError(
+            f"checkpoint step {step} in {workdir} is damaged and cannot give {what} "
+            f"({type(error).__name__}: {error_summary(error)})"
+        ) from error
 
 
 def _manager(workdir: pathlib.Path) -> ocp.CheckpointManager:

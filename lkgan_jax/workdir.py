@@ -30,6 +30,15 @@ def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     if not path.is_file():
         raise FileNotFoundError(f"{workdir} is not a training work dir (no {CONFIG_FILE})")
     try:
-        return ml_collections.ConfigDict(json.loads(path.read_text()))
+        return ml_collections.ConfigDict(_lists_to_tuples(json.loads(path.read_text())))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error})") from None
+
+
+def _lists_to_tuples(value):
+    """JSON has no tuples: config fields that were tuples come back as lists, which overrides reject."""
+    if isinstance(value, dict):
+        return {k: _lists_to_tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_lists_to_tuples(v) for v in value)
+    return value

@@ -17,6 +17,7 @@ from lkgan_jax.detection import train as detection_train
 from lkgan_jax.detection.inference import load_detector
 from lkgan_jax.pretrained import load_generator
 from lkgan_jax.train import harness, loop
+from lkgan_jax.utils.metric_writer import JsonlWriter
 from lkgan_jax.workdir import METRICS_FILE
 
 TINY = "configs/tiny.py"
@@ -71,11 +72,26 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch):
     workdir = tmp_path / "preempted"
     with monkeypatch.context() as patch:
         patch.setattr(loop.pipeline, "make_global_batch", terminate_during_step_seven)
-        stopped = loop.train_and_evaluate(config, workdir)
+        with pytest.raises(harness.Preempted, match="at step 7") as preempted:
+            loop.train_and_evaluate(config, workdir)
+    stopped = preempted.value.state
     assert int(stopped.step) == 7 and _checkpoints(workdir) == [5, 7]
+    assert [r["step"] for r in _rows(workdir) if "g_loss" in r] == [2, 4, 6, 7]  # the saved step's row is written
     restored = load_generator(workdir, 7)  # the SIGTERM save holds the state after step 7
     _assert_trees_equal(restored.variables["params"], stopped.ema_params)
     assert int(loop.train_and_evaluate(config, workdir).step) == 10  # exact resume: test_train_e2e.py
+    assert [r["step"] for r in _rows(workdir) if "g_loss" in r] == [2, 4, 6, 7, 8, 10]  # one row per step
+
+
+def test_metrics_log_drops_rows_after_the_resumed_step_and_a_partial_line(tmp_path):
+    path = tmp_path / METRICS_FILE
+    path.write_text('{"step": 2, "a": 1}\n{"step": 4, "a": 2}\n{"step": 6, "a": 3}\n{"step": 7, "a"')
+    writer = JsonlWriter(path, resumed_step=4)
+    writer.write_scalars(6, {"a": 9.0})
+    assert _rows(tmp_path) == [{"step": 2, "a": 1}, {"step": 4, "a": 2}, {"step": 6, "a": 9.0}]
+    before = path.stat().st_mtime_ns
+    JsonlWriter(path, resumed_step=6)  # nothing to drop: the file is not rewritten
+    assert path.stat().st_mtime_ns == before
 
 
 def test_evaluation_tensorboard_and_profile_during_training(tmp_path):
@@ -185,8 +201,9 @@ def test_sigterm_saves_the_detector(gan_run, monkeypatch):
         return inputs
 
     _with_inputs_patched(monkeypatch, 3, terminate)
-    state = detection_train.train_detector(gan_run, _detect_config(gan_run))
-    assert int(state.step) == 3 and _checkpoints(gan_run / "detector") == [2, 3]
+    with pytest.raises(harness.Preempted) as preempted:
+        detection_train.train_detector(gan_run, _detect_config(gan_run))
+    assert int(preempted.value.state.step) == 3 and _checkpoints(gan_run / "detector") == [2, 3]
 
 
 def test_nan_stops_the_detector_and_keeps_its_previous_checkpoint(gan_run, monkeypatch):

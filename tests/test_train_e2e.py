@@ -190,8 +190,8 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
         (["train", "--workdir", "{tmp}/run", "--config={tmp}/syntax.py"], "has a syntax error at line 1"),
         (["train", "--workdir", "{tmp}/run", "--config={tmp}/no_get_config.py"], "defines no get_config() function"),
         (["train", "--workdir", "{tmp}/a_file", f"--config={TINY}"], "--workdir {tmp}/a_file is a file, not a directory"),
-        (["train", "--workdir", "{tmp}/a_file/run", f"--config={TINY}"], "--workdir {tmp}/a_file/run: cannot create the directory"),
-        (["generate", "--workdir", "{tmp}/no_run", "--num", "1", "--seed", "0", "--out", "{tmp}/a_file/out"], "--out {tmp}/a_file/out: cannot create"),
+        (["train", "--workdir", "{tmp}/a_file/run", f"--config={TINY}"], "--workdir {tmp}/a_file/run: cannot create the directory ({tmp}/a_file is a file)"),
+        (["generate", "--workdir", "{tmp}/no_run", "--num", "1", "--seed", "0", "--out", "{tmp}/a_file/out"], "--out {tmp}/a_file/out: cannot create the directory ({tmp}/a_file is a file)"),
         (["prepare", "procedural", "--out", "{tmp}/a_file", "--num", "1"], "--out {tmp}/a_file is a file, not a directory"),
     ],
 )

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
     if not ops_path.is_file():
         raise FileNotFoundError(f"ops file not found: {ops_path}")
     seed = int(check_seeds([args.seed])[0])
-    files.output_directory(args.out, "--out")
+    files.check_output_directory(args.out, "--out")
     model = load_generator(args.workdir, args.step)
     start = load_start_latent(args.latents, seed) if args.latents else model.latent_from_seeds(check_seeds([seed]))
     operations = parse_recipe(ops_path.read_text(), start.num_parts, model.num_parts, source=ops_path.name)

@@ -62,9 +62,10 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
     if args.num <= 0 or args.batch_size <= 0:
         raise ValueError(f"--num and --batch-size must be positive, got {args.num} and {args.batch_size}")
     seeds = check_seeds(np.arange(args.seed, args.seed + args.num, dtype=np.int64))
-    out = files.output_directory(args.out, "--out")  # before the model is loaded and anything rendered
+    files.check_output_directory(args.out, "--out")  # before the model is loaded and anything rendered
     model = load_generator(args.workdir, args.step)
     images, latent = generate(model, seeds, min(args.batch_size, args.num))
+    out = files.output_directory(args.out, "--out")
     for seed, image in zip(seeds, images):
         visualize.save_png(str(out / seed_file(int(seed))), image)
     upscaled = visualize.upscale_nearest(images, visualize.readable_upscale_factor(model.resolution))

@@ -22,6 +22,7 @@ from lkgan_jax.cli import detect, edit, evaluate, generate, judge
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+EXIT_PREEMPTED = 143  # SIGTERM after the checkpoint was saved: what schedulers expect of a terminated job
 
 
 # Orbax warns about every read-only CheckpointManager, which is how runs are read for generation.
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     enable_persistent_cache()
 
     from lkgan_jax.checkpoint import CheckpointMismatchError
-    from lkgan_jax.train.harness import TrainingDivergedError
+    from lkgan_jax.train.harness import Preempted, TrainingDivergedError
 
     try:
         args.run(args, rest)
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, CheckpointMismatchError) as error:
         print(f"lkgan: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Preempted as stop:
+        print(f"lkgan: {stop}; run the same command again to resume", file=sys.stderr)
+        return EXIT_PREEMPTED
     except KeyboardInterrupt:
         print("lkgan: interrupted (the latest checkpoint was saved)", file=sys.stderr)
         return EXIT_INTERRUPTED

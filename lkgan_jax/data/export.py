@@ -27,7 +27,8 @@ from lkgan_jax.data.procedural import ATTRIBUTE_NAMES, MIN_RESOLUTION, Procedura
 IMAGES_DIR = "images"
 LANDMARKS_CSV = "landmarks.csv"
 ATTRIBUTES_CSV = "attributes.csv"
-FILENAME_COLUMN = "filename"
+FILENAME_COLUMN = "filename"  # written; reading also accepts FILENAME_COLUMNS
+FILENAME_COLUMNS = ("filename", "file", "image", "path")
 MIN_FILENAME_DIGITS = 6
 CSV_FLOAT_FORMAT = "{:.6f}"
 
@@ -87,10 +88,14 @@ def read_landmarks_csv(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 
 
 def _check_landmark_header(path: Path, header: Sequence[str]) -> None:
+    """``filename`` (or ``file``, ``image``, ``path``), then x0, y0, x1, y1, ..."""
     num_landmarks = (len(header) - 1) // 2
-    expected = landmark_header(num_landmarks)
-    if len(header) < 3 or [name.strip() for name in header] != expected:
-        raise ValueError(f"{path}: bad header {','.join(header)!r}; expected {FILENAME_COLUMN},x0,y0,x1,y1,...")
+    expected = landmark_header(num_landmarks)[1:]
+    first_ok = bool(header) and header[0].strip().lower() in FILENAME_COLUMNS
+    if len(header) < 3 or not first_ok or [name.strip() for name in header[1:]] != expected:
+        raise ValueError(
+            f"{path}: bad header {','.join(header)!r}; expected {FILENAME_COLUMN},x0,y0,x1,y1,... "
+            f"(the first column may also be called {', '.join(FILENAME_COLUMNS[1:])})")
 
 
 def _parse_coordinate(path: Path, line: int, column: str, text: str) -> float:

@@ -80,10 +80,19 @@ def crop_and_resize_landmarks(
     return pixel_to_normalized(resized_pixels, resolution).astype(np.float32)
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's modes of 16-bit grayscale files
+
+
 def decode_rgb(path: str) -> Image.Image:
-    """Decode a whole image file into an RGB Pillow image (raises on any corrupt data)."""
+    """Decode a whole image file into an RGB Pillow image (raises on any corrupt data).
+
+    16-bit grayscale is scaled to 8 bits (v / 257, rounded): Pillow's own conversion would clip it.
+    """
     with Image.open(path) as image:
         image.load()
+        if image.mode in SIXTEEN_BIT_MODES:
+            values = np.asarray(image, dtype=np.float64)
+            return Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), "L").convert("RGB")
         return image.convert("RGB")
 
 
@@ -130,7 +139,13 @@ class ImageFolder:
             if require_landmarks:
                 raise ValueError(f"Landmarks were required but {csv_path!r} does not exist.")
             return {}
-        filenames, landmarks = read_landmarks_csv(csv_path)
+        try:
+            filenames, landmarks = read_landmarks_csv(csv_path)
+        except ValueError as error:
+            if require_landmarks:
+                raise
+            logging.warning("ignoring %s, which is not needed here: %s", LANDMARKS_CSV, error)
+            return {}
         return {os.path.normpath(f).replace(os.sep, "/"): lm for f, lm in zip(filenames, landmarks)}
 
     @property

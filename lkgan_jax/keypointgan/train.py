@@ -394,7 +394,7 @@ def make_sampler(trainer: KeypointGanTrainer) -> Callable[[KeypointGanState], np
     """State → uint8 grid; one row per image: x, Φ(x), β(p) over x (keypoints drawn), x', Ψ's reconstruction."""
     kg, t = trainer.kg, trainer.config.train
     images = jnp.asarray(sample_images(trainer.config, t.num_samples))
-    style = tps.random_warp(jax.random.key(t.get("sample_seed", 0)), images, style_magnitudes(t))
+    style = tps.random_warp(jax.random.key(t.sample_seed), images, style_magnitudes(t))
 
     @jax.jit
     def panels(g_params, g_stats, eta):

@@ -9,7 +9,9 @@ step, and optional sample and evaluation hooks. The harness owns everything else
 - the periodic actions, each due every ``N`` steps and at the last step: log (``metrics.jsonl``,
   TensorBoard, the progress line with steps/s and ETA), checkpoint, sample grid, evaluation;
 - the NaN/Inf stop (the step names itself in ``state.nonfinite_step``; the last good checkpoint is
-  kept), the SIGTERM/Ctrl-C save after the same finite check, and a ``jax.profiler`` trace window;
+  kept), the SIGTERM/Ctrl-C save after the same finite check (SIGTERM then raises ``Preempted``), and a
+  ``jax.profiler`` trace window;
+- resuming from the newest checkpoint that reads back completely (damaged newer ones are set aside);
 - health signals: the fraction of wall time spent waiting for the next batch.
 
 A state is a pytree with an integer ``step`` (steps done) and ``nonfinite_step`` (−1, or the first
@@ -41,6 +43,18 @@ StepFn = Callable[..., tuple[State, Mapping[str, jax.Array]]]  # a compiled step
 
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN/Inf; the run stopped without checkpointing the bad state."""
+
+
+class Preempted(Exception):
+    """SIGTERM stopped the run after checkpointing ``step``; running the same command again resumes.
+
+    ``state`` is the saved state. The CLI exits with code 143 (as a process killed by SIGTERM would),
+    so that schedulers requeue the job.
+    """
+
+    def __init__(self, step: int, state: Any):
+        super().__init__(f"stopped by SIGTERM after saving a checkpoint at step {step}")
+        self.step, self.state = step, state
 
 
 def is_due(step: int, every: int, total: int) -> bool:
@@ -138,17 +152,21 @@ def run(task: Task) -> State:
         if task.on_start is not None:
             task.on_start(latest)
         with jax.set_mesh(task.mesh):
-            if latest is None:
+            restored = None
+            if latest is not None:
+                target = checkpoint.abstract_target(task.abstract_state, task.state_shardings)
+                restored = checkpoint.restore_newest_complete(manager, target, task.data_iterator, log=log_progress)
+            if restored is None:
                 state = task.init_state()
             else:
-                target = checkpoint.abstract_target(task.abstract_state, task.state_shardings)
-                state = checkpoint.restore(manager, latest, target, task.data_iterator)
-                log_progress(f"{task.name}: resumed from {manager.directory} at step {latest}")
+                state, step = restored
+                log_progress(f"{task.name}: resumed from {manager.directory} at step {step}")
             if int(jax.device_get(state.step)) >= task.schedule.steps:
                 log_progress(f"{task.name}: already trained to step {int(state.step)} (steps={task.schedule.steps}); nothing to do")
                 return state
             _log_parameters(task, state)
-            writer = MultiWriter([JsonlWriter(task.directory / METRICS_FILE), TensorBoardWriter(task.directory)])
+            jsonl = JsonlWriter(task.directory / METRICS_FILE, resumed_step=int(jax.device_get(state.step)))
+            writer = MultiWriter([jsonl, TensorBoardWriter(task.directory)])
             return _Loop(task, manager, writer).train(state)
     finally:
         manager.wait_until_finished()
@@ -177,6 +195,7 @@ class _Loop:
         task, s = self.task, self.schedule
         step = int(jax.device_get(state.step))
         position, fetched_for = None, -1
+        metrics, logged_step, progress, waited = None, step, None, 0.0
         try:
             with StopRequest() as stop:
                 steps = self._compile(state)
@@ -195,9 +214,8 @@ class _Loop:
                     self._maybe_stop_trace(step, state)
                     if is_due(step, s.log_every, s.steps):
                         self._check_finite(state)
-                        steps_per_s, seconds = progress.update(step)
-                        self._log(step, metrics, steps_per_s, waited / seconds, progress)
-                        waited = 0.0
+                        self._log(step, metrics, progress, waited)
+                        waited, logged_step = 0.0, step
                     if is_due(step, s.checkpoint_every, s.steps):
                         self._check_finite(state)
                         checkpoint.save(self.manager, step, state, task.data_iterator)
@@ -206,11 +224,16 @@ class _Loop:
                     if task.evaluate is not None and is_due(step, s.eval_every, s.steps):
                         progress.exclude(self._evaluate(step, state))
                 if stop.requested and step < s.steps:
-                    self._save_on_stop(state, step, "SIGTERM")
+                    if metrics is not None and logged_step != step:
+                        self._log(step, metrics, progress, waited)  # the saved step's row is never lost
+                    if self._save_on_stop(state, step, "SIGTERM"):
+                        raise Preempted(step, state)
         except KeyboardInterrupt:
             done = int(jax.device_get(state.step))
             if done == fetched_for and task.data_iterator is not None:
                 task.data_iterator.set_state(position)  # the inputs fetched for step `done` were not trained on
+            if metrics is not None and logged_step != done == step:
+                self._log(done, metrics, progress, waited)
             self._save_on_stop(state, done, "interrupt")
             raise
         finally:
@@ -236,7 +259,10 @@ class _Loop:
             kept = f"last good checkpoint: step {good}" if good is not None else "no checkpoint was written"
             raise TrainingDivergedError(f"loss became NaN/Inf at step {bad_step + 1}; training stopped ({kept})")
 
-    def _log(self, step: int, metrics: Mapping[str, jax.Array], steps_per_s: float, wait_fraction: float, progress: Progress) -> None:
+    def _log(self, step: int, metrics: Mapping[str, jax.Array], progress: Progress, waited: float) -> None:
+        """One row of metrics.jsonl / TensorBoard and a progress line; ``waited``: seconds spent waiting for data."""
+        steps_per_s, seconds = progress.update(step)
+        wait_fraction = waited / seconds
         scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
         rates = {
             "steps_per_s": steps_per_s,
@@ -281,14 +307,15 @@ class _Loop:
             self.tracing = False
             log_progress(f"{self.task.name}: wrote a profile of steps {window[0]}..{window[1]} to {self.task.directory}/plugins/profile")
 
-    def _save_on_stop(self, state: State, step: int, reason: str) -> None:
-        """Checkpoints the current step (if finite and not saved yet) before leaving the loop."""
+    def _save_on_stop(self, state: State, step: int, reason: str) -> bool:
+        """Checkpoints the current step (if finite and not saved yet) before leaving the loop → whether it is saved."""
         if self.manager.latest_step() == step:
-            return
+            return True
         try:
             self._check_finite(state)
         except TrainingDivergedError as error:
             logging.warning("%s: not saving on %s", error, reason)
-            return
+            return False
         checkpoint.save(self.manager, step, state, self.task.data_iterator)
         log_progress(f"{reason}: saved checkpoint at step {step}")
+        return True

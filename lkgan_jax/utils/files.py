@@ -45,19 +45,30 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def output_directory(path: str | os.PathLike, flag: str) -> pathlib.Path:
-    """Creates ``path`` (and its parents) and checks that it is a writable directory → the Path.
+def check_output_directory(path: str | os.PathLike, flag: str) -> pathlib.Path:
+    """Checks, without creating anything, that ``path`` is or can become a writable directory → the Path.
 
-    A one-line ``ValueError`` naming ``flag`` (e.g. ``--workdir``) when ``path`` is a file, sits below a
-    file, or cannot be created or written; nothing in it is touched.
+    A one-line ``ValueError`` naming ``flag`` (e.g. ``--out``) when ``path`` is a file, sits below a file,
+    or lies in a directory that cannot be written.
     """
     directory = pathlib.Path(path)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"{flag} {directory} is a file, not a directory")
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {directory}: cannot create the directory ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {directory}: {existing} is not writable")
+    return directory
+
+
+def output_directory(path: str | os.PathLike, flag: str) -> pathlib.Path:
+    """``check_output_directory``, then creates ``path`` (and its parents) → the Path."""
+    directory = check_output_directory(path, flag)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(f"{flag} {directory}: cannot create the directory ({error.strerror or type(error).__name__})") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {directory}: the directory is not writable")
     return directory

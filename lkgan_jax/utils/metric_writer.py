@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from lkgan_jax.utils import files
+
 
 def format_duration(seconds: float) -> str:
     """12.3 → '12s', 754 → '12m34s', 7384 → '2h03m'."""
@@ -35,12 +37,25 @@ class JsonlWriter:
     """Appends one JSON object per call to ``path``: ``{"step": n, key: value, ...}`` (process 0 only).
 
     Only numbers are written; the ``group`` of a call is not recorded (keys are what ``lkgan evaluate``
-    and the step call them).
+    and the step call them). A run that starts at ``resumed_step`` first drops the rows of later steps
+    (they will run again; so each step has one training row) and an unterminated last line (a crash
+    mid-write), rewriting the file atomically only when something is dropped.
     """
 
-    def __init__(self, path: str | pathlib.Path):
+    def __init__(self, path: str | pathlib.Path, resumed_step: int = 0):
         self.path = pathlib.Path(path)
         self.enabled = jax.process_index() == 0
+        if self.enabled and self.path.exists():
+            self._drop_rows_after(resumed_step)
+
+    def _drop_rows_after(self, step: int) -> None:
+        text = self.path.read_text()
+        lines = text.split("\n")
+        complete = lines[:-1]  # the part after the last newline is empty, or a partial row
+        kept = [line for line in complete if line.strip() and _row_step(line) is not None and _row_step(line) <= step]
+        if len(kept) != len(lines) - 1 or lines[-1]:
+            rows = "".join(line + "\n" for line in kept).encode()
+            files.write_atomically(self.path, lambda file: file.write(rows))
 
     def write_scalars(self, step: int, scalars: Mapping[str, float], group: str = "train") -> None:
         del group
@@ -58,6 +73,13 @@ class JsonlWriter:
 
     def close(self) -> None:
         pass
+
+
+def _row_step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class TensorBoardWriter:

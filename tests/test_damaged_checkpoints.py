@@ -1,0 +1,92 @@
+"""Damaged checkpoints: training falls back to the newest complete one, readers too, and never restarts silently."""
+
+import pathlib
+import shutil
+
+import pytest
+
+from lkgan_jax.cli.main import main
+from lkgan_jax.pretrained import load_generator
+
+TINY = "configs/tiny.py"
+
+
+def _array_file(step_dir: pathlib.Path) -> pathlib.Path:
+    return max((p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"), key=lambda p: p.stat().st_size)
+
+
+def _data_files(step_dir: pathlib.Path) -> list[pathlib.Path]:
+    return [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+
+
+def _truncate(step_dir):
+    for path in _data_files(step_dir):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 10])
+
+
+def _garbage(step_dir):
+    for path in _data_files(step_dir):
+        path.write_bytes(b"\x07" * path.stat().st_size)
+
+
+def _empty(step_dir):
+    shutil.rmtree(step_dir)
+    step_dir.mkdir()
+
+
+DAMAGE = {
+    "truncated array files": _truncate,
+    "garbage array files": _garbage,
+    "deleted array file": lambda d: _array_file(d).unlink(),
+    "deleted _METADATA": lambda d: (d / "state" / "_METADATA").unlink(),
+    "garbage manifest": lambda d: (d / "state" / "manifest.ocdbt").write_bytes(b"garbage"),
+    "empty step directory": _empty,
+    "deleted iterator file": lambda d: next((d / "data").glob("process_*.json")).unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_training_falls_back_to_the_newest_complete_checkpoint(tiny_run, tmp_path, capsys, damage):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], workdir)
+    DAMAGE[damage](workdir / "checkpoints" / "4")
+    assert main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.train.steps=6",
+                 "--config.train.checkpoint_every=2", "--config.train.sample_every=0"]) == 0
+    checkpoints = workdir / "checkpoints"
+    kept = [p.name for p in checkpoints.iterdir() if p.name.startswith("damaged-step-4-")]
+    steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+    if damage == "empty step directory" and not kept:  # Orbax does not count an empty directory as a step
+        assert steps[-1] == 6
+    else:
+        assert len(kept) == 1 and steps == [2, 4, 6], (kept, steps)
+
+
+def test_readers_fall_back_without_step_and_name_a_damaged_step(tiny_run, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], workdir)
+    _garbage(workdir / "checkpoints" / "4")
+    assert load_generator(workdir).step == 2  # the newest that reads back
+    code = main(["generate", "--workdir", str(workdir), "--step", "4", "--num", "1", "--seed", "0", "--out", str(tmp_path / "g")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "checkpoint step 4" in err[0] and "is damaged" in err[0], err
+
+
+def test_all_checkpoints_damaged_is_an_error_not_a_restart(tiny_run, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], workdir)
+    for step in ("2", "4"):
+        _garbage(workdir / "checkpoints" / step)
+    assert main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.train.steps=6"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "every checkpoint" in err[0] and "is damaged" in err[0], err
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "4"]
+
+
+def test_a_checkpoint_of_another_model_is_a_mismatch_not_damage(tiny_run, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], workdir)
+    (workdir / "config.json").unlink()  # so that only the arrays can tell
+    code = main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.train.steps=6", "--config.model.embed_dim=12"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "another model" in err[0] or "needs" in err[0], err
+    assert "damaged" not in err[0]
