@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import jax
 import ml_collections
 
 CONFIG_FILE = "config.json"
@@ -42,3 +43,36 @@ def _lists_to_tuples(value):
     if isinstance(value, list):
         return tuple(_lists_to_tuples(v) for v in value)
     return value
+
+
+def write_config(
+    workdir: pathlib.Path, config: ml_collections.ConfigDict, resuming: bool, fixed: tuple[str, ...] = ("model",)
+) -> None:
+    """Writes config.json; on resume, refuses a config that differs from the saved one in ``fixed``.
+
+    ``fixed`` names sections or fields (``model``, ``perceptual.used``) that the checkpoints depend on;
+    the one-line ``CheckpointMismatchError`` lists the fields that differ.
+    """
+    from lkgan_jax.checkpoint import CheckpointMismatchError
+    from lkgan_jax.utils import files
+
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    new = json.loads(config.to_json())
+    if resuming and path.exists():
+        old = json.loads(path.read_text())
+        changed = [field for name in fixed for field in _changed_fields(old, new, name)]
+        if changed:
+            raise CheckpointMismatchError(
+                f"{workdir} holds checkpoints of another model config (differs in {', '.join(changed)}); use a new --workdir"
+            )
+    if jax.process_index() == 0:
+        files.write_json(path, new)
+
+
+def _changed_fields(old: dict, new: dict, name: str) -> list[str]:
+    """The dotted names under ``name`` whose values differ between two config dicts."""
+    for key in name.split("."):
+        old, new = (old.get(key) if isinstance(old, dict) else None), (new.get(key) if isinstance(new, dict) else None)
+    if isinstance(old, dict) and isinstance(new, dict):
+        return sorted(f"{name}.{k}" for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return [name] if old != new else []

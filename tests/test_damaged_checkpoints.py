@@ -88,5 +88,5 @@ def test_a_checkpoint_of_another_model_is_a_mismatch_not_damage(tiny_run, tmp_pa
     (workdir / "config.json").unlink()  # so that only the arrays can tell
     code = main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.train.steps=6", "--config.model.embed_dim=12"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "another model" in err[0] or "needs" in err[0], err
+    assert code == 2 and len(err) == 1 and ("another model" in err[0] or "needs" in err[0]), err
     assert "damaged" not in err[0]

@@ -2,6 +2,7 @@
 
 import json
 
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -42,3 +43,17 @@ def test_tuple_fields_of_a_saved_run_can_be_overridden(tmp_path):
     assert saved.eval.eye_landmarks == (0, 1) and isinstance(saved.model.g_channels, tuple)
     config = config_for_run(saved, ("eval",), None, ["--config.eval.eye_landmarks=(2,3)", "--config.model.g_channels=(8,8)"])
     assert config.eval.eye_landmarks == (2, 3) and config.model.g_channels == (8, 8)
+
+
+def test_resume_refuses_a_config_that_differs_in_a_fixed_field(tmp_path):
+    from lkgan_jax.checkpoint import CheckpointMismatchError
+    from lkgan_jax.workdir import write_config
+
+    config = load_config("configs/keypointgan_tiny.py").to_dict()
+    config["perceptual"]["used"] = "random_vgg19"
+    write_config(tmp_path, ml_collections.ConfigDict(config), resuming=False)
+    config["perceptual"]["used"], config["train"]["steps"] = "pyramid", 99
+    changed = ml_collections.ConfigDict(config)
+    with pytest.raises(CheckpointMismatchError, match=r"differs in perceptual\.used\)"):
+        write_config(tmp_path, changed, resuming=True, fixed=("model", "perceptual.used"))
+    write_config(tmp_path, changed, resuming=True)  # only model fixed: train and perceptual may change

@@ -25,7 +25,6 @@ reconstruction) and ``regressor/`` (the pre-training's checkpoints and metrics).
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from typing import Any, Callable, Iterator
 
@@ -38,7 +37,7 @@ import optax
 from jax.sharding import Mesh
 
 from lkgan_jax import checkpoint, parallel
-from lkgan_jax.conventions import float_to_uint8
+from lkgan_jax.conventions import float_to_uint8, uint8_to_float
 from lkgan_jax.data import pipeline
 from lkgan_jax.data.sources import ImageSource
 from lkgan_jax.keypointgan import perceptual as perceptual_lib
@@ -47,9 +46,9 @@ from lkgan_jax.keypointgan.model import KeypointGan, lsgan_loss, make_keypointga
 from lkgan_jax.keypointgan.prior import load_prior_poses
 from lkgan_jax.train import harness, health
 from lkgan_jax.train.supervised import SupervisedState, apply_gradients
-from lkgan_jax.utils import files, visualize
+from lkgan_jax.utils import visualize
 from lkgan_jax.utils.compilation import run_once
-from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE
+from lkgan_jax.workdir import CHECKPOINT_DIR, write_config
 
 REGRESSOR_DIR = "regressor"
 SKELETON_COLOUR = np.array([1.0, 0.9, -1.0], np.float32)  # yellow, in [-1, 1] image units
@@ -387,7 +386,7 @@ def sample_images(config: ml_collections.ConfigDict, num: int) -> np.ndarray:
     """The fixed images of the sample grids: float (num, R, R, 3), from the test split when there is one."""
     source = ImageSource.from_data_config(config.data).open(config.data.resolution, config.data.seed, split="test", size=num)
     items = [item for item in (source[i] for i in range(min(num, len(source)))) if item is not None]
-    return np.stack([item["image"] for item in items]).astype(np.float32) * (2.0 / 255.0) - 1.0
+    return uint8_to_float(np.stack([item["image"] for item in items]))
 
 
 def make_sampler(trainer: KeypointGanTrainer) -> Callable[[KeypointGanState], np.ndarray]:
@@ -476,19 +475,6 @@ def recorded_config(config: ml_collections.ConfigDict, perceptual: perceptual_li
     return recorded
 
 
-def write_run_config(workdir: pathlib.Path, config: ml_collections.ConfigDict, resuming: bool) -> None:
-    """config.json; on resume, a different ``model`` section is a one-line error (use a new work dir)."""
-    path = workdir / CONFIG_FILE
-    new = json.loads(config.to_json())
-    if resuming and path.exists():
-        old = json.loads(path.read_text())
-        if old.get("model") != new["model"] or old.get("perceptual", {}).get("used") != new["perceptual"]["used"]:
-            raise checkpoint.CheckpointMismatchError(
-                f"{workdir} holds checkpoints of another KeypointGAN model or perceptual loss; use a new --workdir")
-    if jax.process_index() == 0:
-        files.write_json(path, new)
-
-
 def has_checkpoint(directory: pathlib.Path) -> bool:
     """Whether ``directory`` holds a complete Orbax checkpoint step."""
     if not directory.is_dir():
@@ -507,7 +493,7 @@ def train_keypointgan(config: ml_collections.ConfigDict, workdir: str | pathlib.
     config = recorded_config(config, trainer.perceptual)
     workdir.mkdir(parents=True, exist_ok=True)
     started = any(has_checkpoint(d / CHECKPOINT_DIR) for d in (workdir, workdir / REGRESSOR_DIR))
-    write_run_config(workdir, config, resuming=started)
+    write_config(workdir, config, resuming=started, fixed=("model", "perceptual.used"))
     eta = harness.run(pretrain_task(trainer, workdir / REGRESSOR_DIR)).params  # returns at once when done
     data_iterator = iter(pipeline.make_train_dataset(config.data, config.train.batch_size, seed=config.seed))
     try:

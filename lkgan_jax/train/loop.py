@@ -8,7 +8,6 @@ runs it. Outputs go into the work dir layout of ``lkgan_jax.workdir`` (docs/desi
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from typing import Any, Callable, Iterator
 
@@ -18,7 +17,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from lkgan_jax import checkpoint, parallel
+from lkgan_jax import parallel
 from lkgan_jax.data import pipeline
 from lkgan_jax.evaluation import run_metrics
 from lkgan_jax.models.factory import generator_resolution
@@ -26,9 +25,8 @@ from lkgan_jax.models.sampling import TrainedGenerator
 from lkgan_jax.train import harness, samples
 from lkgan_jax.train.state import GanModels, TrainState, create_state, make_models
 from lkgan_jax.train.step import compile_train_step, make_train_step
-from lkgan_jax.utils import files
 from lkgan_jax.utils.compilation import run_once
-from lkgan_jax.workdir import CONFIG_FILE
+from lkgan_jax.workdir import write_config
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -46,22 +44,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"train.{name} must be positive, got {config.train[name]}")
     harness.Schedule.from_config(config.train, "train")
     run_metrics.check_training_metrics(config, "train")
-
-
-def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict, resuming: bool) -> None:
-    """Writes config.json; on resume, refuses a config whose model section differs from the saved one."""
-    path = workdir / CONFIG_FILE
-    new = json.loads(config.to_json())
-    if resuming and path.exists():
-        old = json.loads(path.read_text())
-        if old.get("model") != new["model"]:
-            changed = sorted(k for k in new["model"] if old.get("model", {}).get(k) != new["model"][k])
-            raise checkpoint.CheckpointMismatchError(
-                f"{workdir} holds checkpoints of another model config (differs in model.{', model.'.join(changed)}); "
-                "use a new --workdir"
-            )
-    if jax.process_index() == 0:
-        files.write_json(path, new)
 
 
 @dataclasses.dataclass(frozen=True)
