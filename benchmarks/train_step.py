@@ -50,13 +50,8 @@ def _run(compiled: dict, state, batch, reg_every: int, steps: int):
     return state
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/default.py")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
-    parser.add_argument("--compile-only", action="store_true", help="report compile time, FLOPs and memory only")
-    args, overrides = parser.parse_known_args()
-    config = load_config(args.config, overrides)
+def measure_train_step(config, steps: int, compile_only: bool = False) -> dict:
+    """Compiles and times ``config``'s train step on synthetic device batches → the result fields below."""
     trainer = build_trainer(config)
     t = config.train
     devices = jax.devices()
@@ -68,25 +63,22 @@ def main() -> None:
         fast = config.train.fast_compile
         compiled = {reg: compile_lowered(trainer.train_step.lower(state, batch, reg), fast) for reg in (False, True)}
         compile_s = time.perf_counter() - start
-        steps = seconds = None
-        if not args.compile_only:
+        timed = seconds = None
+        if not compile_only:
             state = _run(compiled, state, batch, t.reg_every, t.reg_every)  # warm-up: both executables
-            steps = max(args.steps, t.reg_every)
+            timed = max(steps, t.reg_every)
             start = time.perf_counter()
-            state = _run(compiled, state, batch, t.reg_every, steps)
+            state = _run(compiled, state, batch, t.reg_every, timed)
             seconds = time.perf_counter() - start
 
     flops = {reg: float(c.cost_analysis().get("flops", 0.0)) for reg, c in compiled.items()}
     flops_per_step = (flops[True] + (t.reg_every - 1) * flops[False]) / t.reg_every
-    steps_per_s = steps / seconds if seconds else None
+    steps_per_s = timed / seconds if seconds else None
     achieved = flops_per_step * steps_per_s if steps_per_s else None
     kind = devices[0].device_kind
     peak = PEAK_FLOPS.get((kind, config.model.dtype))
     stats = devices[0].memory_stats() or {}
-    result = {
-        "benchmark": "train_step",
-        "config": args.config,
-        "overrides": overrides,
+    return {
         "resolution": config.data.resolution,
         "batch_size": t.batch_size,
         "dtype": config.model.dtype,
@@ -95,7 +87,7 @@ def main() -> None:
         "platform": devices[0].platform,
         "host": platform.node(),
         "compile_s": round(compile_s, 3),
-        "steps_timed": steps,
+        "steps_timed": timed,
         "steps_per_s": steps_per_s,
         "images_per_s": steps_per_s * t.batch_size if steps_per_s else None,
         "flops_per_step": flops_per_step,
@@ -107,6 +99,17 @@ def main() -> None:
         "params_g": sum(x.size for x in jax.tree.leaves(state.g_params)),
         "params_d": sum(x.size for x in jax.tree.leaves(state.d_params)),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/default.py")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
+    parser.add_argument("--compile-only", action="store_true", help="report compile time, FLOPs and memory only")
+    args, overrides = parser.parse_known_args()
+    config = load_config(args.config, overrides)
+    result = {"benchmark": "train_step", "config": args.config, "overrides": overrides,
+              **measure_train_step(config, args.steps, args.compile_only)}
     print(json.dumps(result))
 
 

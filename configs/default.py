@@ -1,12 +1,16 @@
 """Default config: LatentKeypointGAN on procedural faces at 32 px, about 10 min on 2 idle CPU cores.
 
 Variants (``--config=configs/default.py:VARIANT``; the paper_* configs take the same):
-  paper: the paper's renderer, a learned 4×4 start constant and the fixed-τ heatmaps at every layer.
+  paper: the paper's renderer and objective: a learned 4×4 start constant, the fixed-τ heatmaps at
+    every layer and no keypoint recovery.
 The default instead starts from zeros and floors each heatmap's width at one pixel of its layer, so
-that the layout comes from the keypoints (docs/design.md §2, measured in docs/ablation.md).
+that the layout comes from the keypoints, and its discriminator must read the keypoints back from the
+images (keypoint recovery, weight 10): docs/design.md §2–§3, measured in docs/ablation.md.
 """
 
 import ml_collections
+
+from lkgan_jax.data.procedural import ATTRIBUTE_NAMES
 
 VARIANTS = ("paper",)
 
@@ -33,9 +37,13 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.model.part_size_range = 1.0
     # False: no learned 4×4 start constant (the renderer starts from zeros): the layout must come from keypoints.
     c.model.learned_layout = False
+    # Keypoint recovery (docs/design.md §3): a head on D regresses the fakes' keypoints and G and D both
+    # minimise its L1 error, with this weight (0: off, no head; measured in docs/ablation.md).
+    c.model.keypoint_recovery_weight = 10.0
     if variant == "paper":
         c.model.tau_floor_pixels = 0.0
         c.model.learned_layout = True
+        c.model.keypoint_recovery_weight = 0.0
     # Narrow CPU widths: the SPADE convolutions at 16 and 32 px dominate the step's FLOPs.
     c.model.g_const_channels = 128
     c.model.g_channels = (128, 64, 32, 16)  # output width per resolution 4, 8, 16, 32
@@ -48,8 +56,12 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "procedural"  # procedural | folder
-    c.data.path = ""  # image folder for source=folder
+    c.data.source = "procedural"  # procedural | folder | arrayrecord | tfds
+    c.data.path = ""  # image folder (source=folder) or ArrayRecord directory (source=arrayrecord)
+    c.data.tfds_name = ""  # source=tfds: a dataset prepared in TFDS's array_record file format
+    c.data.tfds_split = "train"  # its split (TFDS split syntax, e.g. "train[:90%]")
+    c.data.image_key = "image"  # its image feature
+    c.data.tfds_dir = ""  # its data dir ("": TFDS's default, $TFDS_DATA_DIR or ~/tensorflow_datasets)
     c.data.resolution = 32
     c.data.seed = 0
     c.data.random_flip = False
@@ -69,6 +81,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.r1_gamma = 1.0  # 10 at paper size; small images need a weaker penalty
     c.train.gp_weight = 10.0
     c.train.reg_every = 16
+    # Keypoint jitter (docs/design.md §3): σ of an independent N(0, σ²) offset of every keypoint of the
+    # training fakes, in normalised units (0: off).
+    c.train.keypoint_jitter = 0.0
     c.train.ema_decay = 0.999
     c.train.ema_warmup = True  # decay_t = min(decay, (1 + t) / (10 + t))
     c.train.fast_compile = False  # True: skip XLA's expensive passes (faster compile, slower steps)
@@ -105,6 +120,38 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.detect.eval_every = 1000  # the landmark metric on the run's (labelled) data while training (0: never)
     c.detect.eval_metrics = "landmarks"  # landmarks and/or locality (with move_follow from this detector)
     c.detect.profile_steps = ""
+
+    # Learned attribute editors on the run's frozen generator (`lkgan edit-train`, docs/design.md §14).
+    c.edit = ml_collections.ConfigDict()
+    c.edit.name = "mapper"  # trained into RUN/editors/NAME/
+    c.edit.editor = "mapper"  # mapper (Latent-to-Latent) | matrix (a direction per attribute)
+    c.edit.attributes = ",".join(ATTRIBUTE_NAMES)  # comma-separated procedural attribute names
+    c.edit.judge_weights = ""  # judge.msgpack of the training judge (`lkgan judge train`)
+    c.edit.mapper_depth = 2  # tanh hidden layers, each as wide as the flat latent
+    c.edit.matrix_blocks = "positions,embeddings,background"  # the blocks the matrix may edit
+    c.edit.steps = 2000
+    c.edit.batch_size = 16
+    c.edit.lr = 1e-4
+    c.edit.beta1 = 0.5
+    c.edit.beta2 = 0.99
+    c.edit.delta_max = 1.5  # requested changes lie in [-delta_max, delta_max] standard deviations
+    c.edit.edit_probability = 0.5  # chance that each attribute is edited in a training sample
+    c.edit.geometry_probability = 0.25  # share of samples that may edit head_scale, rotation, x or y
+    c.edit.attribute_weight = 1.0
+    c.edit.keypoint_weight = 1.0  # × the gradient-norm balance measured at initialisation (0: off)
+    c.edit.balance_perturbation = 0.1  # latent std units: where that balance is measured
+    c.edit.num_statistics = 4096  # generated latents whose mean and std standardise the flat latent
+    c.edit.cycle_weight = 0.5  # mapper only
+    c.edit.identity_weight = 0.5  # mapper only
+    c.edit.neighbourhood_weight = 0.5  # mapper only
+    c.edit.group_lasso_weight = 0.0  # matrix only
+    c.edit.adversarial_weight = 0.0  # > 0: the run's own discriminator scores the edited images
+    c.edit.seed = 0
+    c.edit.log_every = 100
+    c.edit.checkpoint_every = 500
+    c.edit.keep_checkpoints = 2
+    c.edit.fast_compile = False
+    c.edit.profile_steps = ""
 
     # Evaluation (`lkgan evaluate`, and during training; docs/design.md §7).
     c.eval = ml_collections.ConfigDict()

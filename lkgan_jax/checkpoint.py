@@ -2,11 +2,12 @@
 
 Orbax writes each step into a temporary directory and renames it when complete, so an interrupted
 save never becomes the latest checkpoint. Restores go into an abstract target carrying the wanted
-shardings, so a run can resume on a different mesh.
+shardings, so a run can resume on a different mesh, device count or process count (elastic restore).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 STATE_ITEM = "state"
 DATA_ITEM = "data"
@@ -38,7 +40,7 @@ def check_fits(step_directory: pathlib.Path, abstract_state: Any, partial: bool 
     describes another model (a missing or, unless ``partial``, an extra array, or another shape).
     """
     try:
-        metadata = ocp.StandardCheckpointHandler().metadata(step_directory / STATE_ITEM)
+        metadata = ocp.StandardCheckpointHandler().metadata(pathlib.Path(step_directory).absolute() / STATE_ITEM)  # Orbax needs absolute paths
         saved = {_path(keys): tuple(leaf.shape) for keys, leaf in jax.tree_util.tree_flatten_with_path(metadata)[0]}
     except Exception as error:  # a missing or unreadable _METADATA, manifest or directory
         raise CheckpointDamagedError(
@@ -106,18 +108,44 @@ def abstract_target(abstract_state: Any, shardings: Any) -> Any:
 def restore(
     manager: ocp.CheckpointManager, step: int, target: Any, data_iterator: Any | None = None
 ) -> Any:
-    """Restores the state at ``step`` into ``target`` (and the iterator in place, when given)."""
-    check_fits(pathlib.Path(manager.directory) / str(step), target)
+    """Restores the state at ``step`` into ``target`` (and the iterator in place, when given).
+
+    The arrays are read into ``target``'s shardings, whatever mesh saved them. Grain writes one
+    iterator state per process (``data/process_I-of-N.json``); when this run has another process count,
+    the iterator takes the state of the saving run's process 0, which is the position of all of them
+    (the elastic pipeline's state counts global examples, ``data.pipeline``).
+    """
+    step_directory = pathlib.Path(manager.directory) / str(step)
+    check_fits(step_directory, target)
     items = {STATE_ITEM: ocp.args.StandardRestore(target)}
+    saved_by_other_count = None
     if data_iterator is not None:
-        items[DATA_ITEM] = grain.checkpoint.CheckpointRestore(data_iterator)
+        saved_by_other_count = data_state_of_other_process_count(step_directory)
+        if saved_by_other_count is None:
+            items[DATA_ITEM] = grain.checkpoint.CheckpointRestore(data_iterator)
     try:
         restored = manager.restore(step, args=ocp.args.Composite(**items))
+        if saved_by_other_count is not None:
+            data_iterator.set_state(json.loads(saved_by_other_count.read_text()))
     except Exception as error:  # TensorStore, JSON, OS and Orbax errors: the files, not the config (checked above)
         raise CheckpointDamagedError(
             f"checkpoint step {step} in {manager.directory} is damaged ({type(error).__name__}: {error_summary(error)})"
         ) from error
+    if saved_by_other_count is not None:
+        logging.warning("checkpoint step %d: the data position was saved by another process count (%s); "
+                        "this run has %d processes and continues from that position", step,
+                        saved_by_other_count.name, jax.process_count())
     return restored[STATE_ITEM]
+
+
+def data_state_of_other_process_count(step_directory: pathlib.Path) -> pathlib.Path | None:
+    """The iterator state file of process 0 when this process's own file is missing; None otherwise."""
+    data_directory = step_directory / DATA_ITEM
+    own = data_directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if own.exists() or not data_directory.is_dir():
+        return None
+    saved = sorted(data_directory.glob("process_0-of-*.json"))
+    return saved[0] if saved else None
 
 
 def error_summary(error: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Loading a trained run's generator from its work dir: ``load_generator(workdir)``.
+"""Loading a trained run's generator (and discriminator) from its work dir: ``load_generator(workdir)``.
 
 Only the EMA generator and its BatchNorm statistics are read from the checkpoint (a partial Orbax
 restore); rendering is always in eval mode, so the samples of a batch are independent.
@@ -18,7 +18,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from lkgan_jax.checkpoint import STATE_ITEM, CheckpointDamagedError, CheckpointMismatchError, check_fits, error_summary, read_only_options
-from lkgan_jax.models.factory import make_generator
+from lkgan_jax.models.discriminator import Discriminator
+from lkgan_jax.models.factory import generator_resolution, make_discriminator, make_generator
 from lkgan_jax.models.latent import sample_noise
 from lkgan_jax.models.sampling import TrainedGenerator
 from lkgan_jax.workdir import CHECKPOINT_DIR, read_config
@@ -39,6 +40,17 @@ def load_generator(workdir: str | pathlib.Path, step: int | None = None, device:
     )
     variables = {"params": restored["ema_params"], "batch_stats": restored["g_stats"]}
     return TrainedGenerator(generator, variables, config, step)
+
+
+def load_discriminator_params(workdir: str | pathlib.Path, step: int) -> tuple[Discriminator, Any]:
+    """The run's discriminator at ``step`` → (module, params), e.g. for an editor's adversarial term."""
+    workdir = pathlib.Path(workdir)
+    config = read_config(workdir)
+    discriminator = make_discriminator(config.model)
+    side = generator_resolution(config.model)
+    abstract = jax.eval_shape(lambda: discriminator.init(jax.random.key(0), jax.numpy.zeros((1, side, side, 3))))
+    restored, _ = restore_state_parts(workdir, step, {"d_params": abstract["params"]}, "the discriminator")
+    return discriminator, restored["d_params"]
 
 
 def restore_state_parts(

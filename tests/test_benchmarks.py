@@ -33,9 +33,15 @@ def test_train_step_compile_only_reports_flops_and_memory():
     assert out["device_kind"] and out["device_count"] >= 1
 
 
-def test_data_throughput_reports_images_per_second():
-    out = _run("data_throughput.py", "--resolution", "32", "--num", "20")
-    assert out["images_per_s"] > 0 and out["resolution"] == 32
+def test_data_throughput_reports_each_source_and_worker_count_and_the_step():
+    out = _run("data_throughput.py", "--sources", "procedural,folder,arrayrecord,tfds", "--workers", "0,1", "--resolutions", "32",
+               "--num", "8", "--batches", "2", "--warmup-batches", "1", "--step-steps", "1", "--step-config", "32=configs/tiny.py")
+    assert [r["resolution"] for r in out["procedural_render"]] == [32] and out["procedural_render"][0]["images_per_s"] > 0
+    measured = {(r["source"], r["workers"]) for r in out["pipeline"] if r["images_per_s"] > 0 and r["resolution"] == 32}
+    sources = ["procedural", "folder", "arrayrecord"] + (["tfds"] if "tfds" not in out["notes"] else [])
+    assert measured == {(source, workers) for source in sources for workers in (0, 1)}
+    (step,) = out["train_step"]
+    assert step["resolution"] == 32 and step["config"] == "configs/tiny.py" and step["images_per_s"] > 0
 
 
 def test_fid_throughput_reports_images_per_second():

@@ -14,7 +14,7 @@ from jax.sharding import PartitionSpec as P
 from PIL import Image
 
 from lkgan_jax.conventions import pixel_to_normalized
-from lkgan_jax.data import export, image_folder, pipeline
+from lkgan_jax.data import export, pipeline, skipping
 from lkgan_jax.data.image_folder import ImageFolder
 from lkgan_jax.data.procedural import ProceduralFaces
 
@@ -157,14 +157,14 @@ def test_corrupt_files_are_skipped_counted_and_logged(tmp_path, caplog):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(jpeg, "JPEG")
     (tmp_path / "3_truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
     source = ImageFolder(str(tmp_path), resolution=8)
-    skipped_before = image_folder.total_skipped_files()
+    skipped_before = skipping.total_skipped()
     with caplog.at_level(logging.WARNING):
         items = [source[i] for i in range(len(source))]
     # Falls back to the next readable index: 1 -> 2, and 3 wraps around to 0.
     np.testing.assert_array_equal(items[1]["image"], items[2]["image"])
     np.testing.assert_array_equal(items[3]["image"], items[0]["image"])
     assert source.num_skipped == 2
-    assert image_folder.total_skipped_files() == skipped_before + 2
+    assert skipping.total_skipped() == skipped_before + 2
     messages = " ".join(record.getMessage() for record in caplog.records)
     assert "1_garbage.png" in messages and "3_truncated.jpg" in messages
     source[1]
@@ -183,7 +183,7 @@ def test_missing_or_empty_folder_is_a_one_line_error(tmp_path, make_folder):
 
 
 def test_unknown_source_lists_choices():
-    with pytest.raises(ValueError, match="folder, procedural"):
+    with pytest.raises(ValueError, match="procedural, folder, arrayrecord, tfds"):
         pipeline.build_source(_data_config(source="imagenet"))
 
 
@@ -271,3 +271,33 @@ def test_make_global_batch_shards_over_data_axis():
     assert len(image.addressable_shards) == 8
     assert image.addressable_shards[0].data.shape == (1, RESOLUTION, RESOLUTION, 3)
     np.testing.assert_array_equal(np.asarray(image), host_batch["image"])
+
+
+def test_process_shards_interleave_into_the_one_process_batches(monkeypatch):
+    """Global batch t is the same examples whatever the process count: process p holds every P-th."""
+    config = _data_config(random_flip=True)
+    whole = _take(iter(pipeline.make_train_dataset(config, GLOBAL_BATCH, seed=7)), 2)
+    shards = []
+    for index in range(2):
+        monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+        monkeypatch.setattr(jax, "process_count", lambda: 2)
+        iterator = iter(pipeline.make_train_dataset(config, GLOBAL_BATCH, seed=7))
+        shards.append(_take(iterator, 2))
+        assert iterator.get_state() == {"global_next_index": 2 * GLOBAL_BATCH}  # the same on every process
+    for step, batch in enumerate(whole):
+        np.testing.assert_array_equal(batch[0::2], shards[0][step])
+        np.testing.assert_array_equal(batch[1::2], shards[1][step])
+
+
+@pytest.mark.parametrize("saved", [
+    {"next_index": 3},  # the earlier per-process pipeline without workers: 3 local batches
+    {"next_index_in_cycle": 1, "next_index_in_datasets": 2, "iterators_in_use_indices": [0, 1],
+     "iterators_in_use_states": [{"next_index": 2}, {"next_index": 1}], "exhausted": [0, 0], "future_states": {}},  # 2 workers
+    {"global_next_index": 3 * GLOBAL_BATCH},
+])
+def test_saved_iterator_states_resume_after_three_batches(saved):
+    config = _data_config()
+    expected = _take(iter(pipeline.make_train_dataset(config, GLOBAL_BATCH, seed=8)), 4)[3]
+    resumed = iter(pipeline.make_train_dataset(config, GLOBAL_BATCH, seed=8))
+    resumed.set_state(saved)
+    np.testing.assert_array_equal(next(resumed)["image"], expected)

@@ -1,6 +1,7 @@
 """Keypoint detector, landmark-regression protocol, and `lkgan detect` → `lkgan evaluate --metrics landmarks`."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -8,10 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lkgan_jax.checkpoint import CheckpointDamagedError
 from lkgan_jax.cli.main import EXIT_BAD_INPUT, main
 from lkgan_jax.config_loading import load_config
 from lkgan_jax.data.export import export_procedural
 from lkgan_jax.detection.detector import downsample2x, make_detector, spatial_soft_argmax
+from lkgan_jax.detection.inference import load_detector
 from lkgan_jax.evaluation.landmarks import (
     fit_linear_map,
     landmark_errors,
@@ -132,3 +135,13 @@ def test_detect_then_evaluate_landmarks_through_the_cli(tiny_run, tmp_path, caps
     assert np.isfinite(json.loads(out.read_text())["locality/move_follow"])  # the run's detector is used
     assert main(["evaluate", "--workdir", str(workdir), "--metrics", "landmarks,sharpness", "--out", str(out)]) == EXIT_BAD_INPUT
     assert "unknown metric sharpness" in capsys.readouterr().err
+
+    # A damaged newest detector checkpoint: readers fall back; naming it is a one-line error.
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    for path in (copy / "detector" / "checkpoints" / "4" / "state").rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(b"\x07" * path.stat().st_size)
+    assert load_detector(copy)[0].step == 2
+    with pytest.raises(CheckpointDamagedError, match="checkpoint step 4 .* is damaged"):
+        load_detector(copy, step=4)

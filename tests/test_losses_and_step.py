@@ -25,6 +25,34 @@ def test_penalties_hand_computed():
     assert float(losses.unit_gradient_penalty(grads, weight=10.0)) == pytest.approx(10 * ((5 - 1) ** 2 + 0) / 2, rel=1e-5)
 
 
+def test_keypoint_recovery_loss_hand_computed_and_targets_fixed():
+    predicted = jnp.array([[[0.1, -0.2], [0.5, 0.5]]])
+    target = jnp.array([[[0.0, 0.0], [0.5, 1.0]]])
+    assert float(losses.keypoint_recovery_loss(predicted, target)) == pytest.approx((0.1 + 0.2 + 0.0 + 0.5) / 4)
+    grad = jax.grad(lambda t: losses.keypoint_recovery_loss(predicted, t))(target)
+    np.testing.assert_array_equal(np.asarray(grad), 0.0)
+
+
+def test_keypoint_recovery_step_trains_the_head_and_logs_both_terms():
+    config = tiny.get_config()
+    config.model.keypoint_recovery_weight = 1.0
+    config.train.keypoint_jitter = -0.1
+    with pytest.raises(ValueError, match="train.keypoint_jitter"):
+        build_trainer(config, devices=jax.devices()[:1])
+    config.train.keypoint_jitter = 0.05
+    trainer = build_trainer(config, devices=jax.devices()[:1])
+    r = config.data.resolution
+    images = jax.random.uniform(jax.random.key(3), (config.train.batch_size, r, r, 3), minval=-1, maxval=1)
+    with jax.set_mesh(trainer.mesh):
+        before = jax.device_get(trainer.initial_state())
+        state, metrics = trainer.train_step(trainer.initial_state(), {"image": jax.device_put(images, trainer.batch_sharding)}, False)
+        after, metrics = jax.device_get((state, metrics))
+    assert metrics["d_keypoint_recovery"] > 0 and metrics["g_keypoint_recovery"] > 0
+    assert np.all(np.isfinite([metrics["d_loss"], metrics["g_loss"]]))
+    head_change = after.d_params["keypoint_head"]["kernel"] - before.d_params["keypoint_head"]["kernel"]
+    assert np.abs(head_change).max() > 0
+
+
 def test_ema_decay_warmup():
     assert float(ema_decay_at(jnp.int32(0), 0.999, True)) == pytest.approx(0.1)
     assert float(ema_decay_at(jnp.int32(90), 0.999, True)) == pytest.approx(0.91)

@@ -275,6 +275,39 @@ def test_discriminator_samples_are_independent():
     np.testing.assert_array_equal(np.asarray(a[1:]), np.asarray(b[1:]))
 
 
+def test_sample_renders_and_returns_the_offset_keypoints(tiny_generator):
+    _, generator, variables, _ = tiny_generator
+    noise = sample_noise(jax.random.key(5), 2, generator.z_dim)
+    offsets = jnp.full((2, generator.num_keypoints, 2), 0.25)
+    images, latent = generator.apply(variables, *noise, keypoint_offsets=offsets, method=Generator.sample)
+    plain = generator.apply(variables, *noise, method=Generator.sample_latent)
+    np.testing.assert_allclose(latent.keypoints, plain.keypoints + 0.25, atol=1e-6)
+    np.testing.assert_allclose(images, generator.apply(variables, latent, method=Generator.render), atol=1e-6)
+    unmoved, _ = generator.apply(variables, *noise, method=Generator.sample)
+    np.testing.assert_allclose(unmoved, generator.apply(variables, *noise), atol=1e-6)
+
+
+def test_discriminator_keypoint_head_only_when_recovery_is_on():
+    config = tiny.get_config()
+    r, k = config.data.resolution, config.model.num_keypoints
+    x = jax.random.uniform(jax.random.key(1), (3, r, r, 3))
+    plain = make_discriminator(config.model)
+    plain_params = plain.init(jax.random.key(0), x)
+    assert "keypoint_head" not in plain_params["params"]
+    with pytest.raises(ValueError, match="keypoint_recovery_weight"):
+        plain.apply(plain_params, x, return_keypoints=True)
+    config.model.keypoint_recovery_weight = 1.0
+    headed = make_discriminator(config.model)
+    params = headed.init(jax.random.key(0), x)
+    assert params["params"]["keypoint_head"]["kernel"].shape == (config.model.d_dense, 2 * k)
+    logits, keypoints = headed.apply(params, x, return_keypoints=True)
+    assert keypoints.shape == (3, k, 2) and keypoints.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(logits), np.asarray(headed.apply(params, x)))
+    config.model.keypoint_recovery_weight = -1.0
+    with pytest.raises(ValueError, match="keypoint_recovery_weight"):
+        make_discriminator(config.model)
+
+
 def test_bfloat16_compute_keeps_float32_params_and_output():
     config = tiny.get_config()
     generator = make_generator(config.model, dtype="bfloat16")

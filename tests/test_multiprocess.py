@@ -57,3 +57,13 @@ def test_two_process_run_trains_checkpoints_and_resumes(tmp_path):
     assert "resumed from" in results[0].stdout and "at step 4" in results[0].stdout
     steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
+    # Back on one process (this one, 8 devices): the data position saved by 2 processes carries over.
+    from lkgan_jax.config_loading import load_config
+    from lkgan_jax.train import loop
+
+    config = load_config("configs/tiny.py", ["--config.train.steps=8", "--config.train.checkpoint_every=2", "--config.train.sample_every=2"])
+    assert int(loop.train_and_evaluate(config, workdir).step) == 8
+    steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8]
+    data_state = json.loads((workdir / "checkpoints" / "8" / "data" / "process_0-of-1.json").read_text())
+    assert data_state == {"global_next_index": 8 * config.train.batch_size}

@@ -8,7 +8,8 @@ Starts from the image of seed S (or from its row in ``FILE``, a ``latents.npz`` 
   00_input.png, 01_<op>.png, ...   the image after each op (native resolution)
   strip.png                        before/after strip, keypoints drawn, each tile captioned
   NN_interpolate.gif               the frames of every interpolation (swinging back and forth)
-  latent.npz                       the edited latent (``Latent`` fields)
+  latent.npz                       the edited latent (``seeds``, ``step`` and the ``Latent`` fields, as
+                                   ``latents.npz`` of ``lkgan generate``: ``--latents`` reads it back)
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import jax
 import numpy as np
 
 from lkgan_jax.cli.arguments import add_run_arguments
-from lkgan_jax.conventions import float_to_uint8
-from lkgan_jax.editing.recipe import Operation, apply_operation, parse_recipe
-from lkgan_jax.models.latent import Latent, latent_from_numpy, latent_to_numpy
-from lkgan_jax.models.sampling import TrainedGenerator, check_seeds
+from lkgan_jax.editing.recipe import parse_recipe
+from lkgan_jax.editing.replay import RunEditors, last_frame, latent_record, run_recipe
+from lkgan_jax.models.latent import Latent, latent_from_numpy
+from lkgan_jax.models.sampling import check_seeds
 from lkgan_jax.pretrained import load_generator
 from lkgan_jax.utils import files, visualize
 
@@ -58,31 +59,10 @@ def load_start_latent(path: str, seed: int) -> Latent:
     return jax.tree.map(lambda x: x[rows[:1]], latent)
 
 
-def run_recipe(
-    model: TrainedGenerator, start: Latent, operations: list[Operation]
-) -> list[tuple[str, str, Latent, np.ndarray]]:
-    """Applies ``operations`` in order -> [(name, caption, frames latent, uint8 frames (T, R, R, 3))], input first.
-
-    T is 1 except for interpolations; each op starts from the last frame of the one before.
-    """
-    sources: dict[int, Latent] = {}
-
-    def latent_of_seed(seed: int) -> Latent:
-        if seed not in sources:
-            sources[seed] = model.latent_from_seeds(check_seeds([seed]))
-        return sources[seed]
-
-    results = [("input", "input", start, float_to_uint8(model.render(start)))]
-    latent = start
-    for op in operations:
-        frames = apply_operation(op, latent, latent_of_seed)
-        results.append((op.name, op.caption, frames, float_to_uint8(model.render(frames))))
-        latent = jax.tree.map(lambda x: x[-1:], frames)
-    return results
-
-
-def save_outputs(out: pathlib.Path, results: list[tuple[str, str, Latent, np.ndarray]], resolution: int) -> list[pathlib.Path]:
-    """Writes the per-op images, strip, GIFs and final latent; returns the paths written."""
+def save_outputs(
+    out: pathlib.Path, results: list[tuple[str, str, Latent, np.ndarray]], resolution: int, seed: int, step: int
+) -> list[pathlib.Path]:
+    """Writes the per-op images, strip, GIFs and final latent (of ``seed``, checkpoint ``step``); returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     written, tiles = [], []
     upscale = visualize.readable_upscale_factor(resolution)
@@ -98,8 +78,7 @@ def save_outputs(out: pathlib.Path, results: list[tuple[str, str, Latent, np.nda
         drawn = visualize.draw_keypoints(big[-1:], np.asarray(frames.keypoints[-1:]), np.asarray(frames.mask[-1:]))[0]
         tiles.append(visualize.add_caption(drawn, caption if i == 0 else f"{i} {caption}"))
     visualize.save_png(str(out / STRIP_FILE), visualize.make_grid(np.stack(tiles), ncols=len(tiles)))
-    final = jax.tree.map(lambda x: x[-1:], results[-1][2])
-    files.save_npz(out / LATENT_FILE, **latent_to_numpy(final))
+    files.save_npz(out / LATENT_FILE, **latent_record(last_frame(results[-1][2]), seed, step))
     return written + [out / STRIP_FILE, out / LATENT_FILE]
 
 
@@ -113,7 +92,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
     model = load_generator(args.workdir, args.step)
     start = load_start_latent(args.latents, seed) if args.latents else model.latent_from_seeds(check_seeds([seed]))
     operations = parse_recipe(ops_path.read_text(), start.num_parts, model.num_parts, source=ops_path.name)
-    results = run_recipe(model, start, operations)
-    written = save_outputs(pathlib.Path(args.out), results, model.resolution)
+    results = run_recipe(model, start, operations, editors=RunEditors(args.workdir, model))
+    written = save_outputs(pathlib.Path(args.out), results, model.resolution, seed, model.step)
     print(f"applied {len(operations)} ops to seed {seed} (step {model.step}); wrote {len(written)} files to {args.out}")
 

@@ -1,7 +1,7 @@
 """``lkgan evaluate``: metrics of a trained run, or FID of two image folders, as one JSON object.
 
   lkgan evaluate --workdir RUN [--step N] --metrics fid,kid,fid_interp,cpd,locality,landmarks,judge
-                 [--real procedural|folder:PATH] [--num-samples N] [--num-real N]
+                 [--real procedural|folder:PATH|arrayrecord:PATH] [--num-samples N] [--num-real N]
                  [--cpd-pairs N] [--locality-pairs N]
                  [--inception-weights PATH] [--protocol pytorch_fid|tf_legacy] [--judge-weights PATH]
                  [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
@@ -45,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("mode", nargs="?", choices=["fid"], help="'fid': FID and KID of two image folders")
     add_run_arguments(parser, workdir_required=False)
     parser.add_argument("--metrics", help=f"comma-separated: {', '.join(METRICS)}")
-    parser.add_argument("--real", default=None, help="real images: procedural or folder:PATH (default: the run's data; a folder with `fid`)")
+    parser.add_argument("--real", default=None, help="real images: procedural, folder:PATH or arrayrecord:PATH (default: the run's data; a folder with `fid`)")
     parser.add_argument("--fake", default=None, help="generated images folder (with `fid`)")
     parser.add_argument("--num-samples", type=int, default=None, help="generated images per FID (default: eval.num_samples)")
     parser.add_argument("--num-real", type=int, default=None, help="real images (default: eval.num_real)")

@@ -3,9 +3,13 @@
   lkgan train --workdir DIR [--config=configs/NAME.py[:variant]] [--config.a.b=value ...]
   lkgan generate --workdir RUN [--step N] --num N --seed S --out DIR [--keypoints]
   lkgan edit --workdir RUN [--step N] --seed S --ops OPS.json --out DIR
+  lkgan studio --workdir RUN [--step N] [--port P] [--host 127.0.0.1] [--export-dir DIR]
   lkgan detect --workdir RUN [--step N] [--config=configs/NAME.py] [--config.detect.steps=N]
-  lkgan evaluate --workdir RUN --metrics landmarks,... [--real procedural|folder:PATH] --out FILE.json
+  lkgan edit-train --workdir RUN --config.edit.judge_weights=JUDGE.msgpack [--config.edit.editor=mapper|matrix]
+  lkgan evaluate --workdir RUN --metrics landmarks,... [--real procedural|folder:PATH|arrayrecord:PATH] --out FILE.json
   lkgan prepare procedural --out DIR --num N --resolution R [--seed S] [--split train|test]
+                           [--format folder|arrayrecord] [--shards N]
+  lkgan prepare folder --path IMAGES --out DIR [--resolution R] [--format arrayrecord] [--shards N]
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sys
 
 from absl import flags, logging
 
-from lkgan_jax.cli import detect, edit, evaluate, generate, judge
+from lkgan_jax.cli import detect, edit, edit_train, evaluate, generate, judge, studio
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -80,12 +84,30 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
 
 def _prepare(args: argparse.Namespace, overrides: list[str]) -> None:
     _reject_overrides(overrides)
+    from lkgan_jax.data import array_records
     from lkgan_jax.data.export import export_procedural
     from lkgan_jax.utils.files import output_directory
 
+    if args.shards < 1:
+        raise ValueError(f"--shards must be at least 1, got {args.shards}")
+    if args.format == "folder" and args.shards != 1:
+        raise ValueError("--shards splits ArrayRecord files; it needs --format arrayrecord")
+    if args.source == "folder" and not os.path.isdir(args.path):
+        raise ValueError(f"--path {args.path} is not an existing directory")
     output_directory(args.out, "--out")
-    out = export_procedural(args.out, args.num, args.resolution, seed=args.seed, split=args.split)
-    print(f"wrote {args.num} images with landmarks.csv and attributes.csv to {out}")
+    if args.format == "folder":
+        out = export_procedural(args.out, args.num, args.resolution, seed=args.seed, split=args.split)
+        print(f"wrote {args.num} images with landmarks.csv and attributes.csv to {out}")
+        return
+    skipped = 0
+    if args.source == "procedural":
+        metadata = array_records.prepare_procedural(args.out, args.num, args.resolution, args.seed, args.split, args.shards)
+    else:
+        metadata, skipped = array_records.prepare_folder(args.path, args.out, args.resolution, args.shards)
+    labels = " and ".join(k for k in metadata["keys"] if k != "image")
+    print(f"wrote {metadata['count']} records ({args.resolution} px{', with ' + labels if labels else ''}) in "
+          f"{len(metadata['shards'])} ArrayRecord shard(s) to {args.out}"
+          + (f"; skipped {skipped} unreadable image(s)" if skipped else ""))
 
 
 def _reject_overrides(overrides: list[str]) -> None:
@@ -104,19 +126,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate.add_parser(commands)
     edit.add_parser(commands)
+    edit_train.add_parser(commands)
+    studio.add_parser(commands)
     detect.add_parser(commands)
     evaluate.add_parser(commands)
     judge.add_parser(commands)
 
     prepare = commands.add_parser("prepare", help="export datasets")
     prepare_sources = prepare.add_subparsers(dest="source", required=True)
-    procedural = prepare_sources.add_parser("procedural", help="export procedural faces as an image folder")
+    procedural = prepare_sources.add_parser(
+        "procedural", help="export procedural faces as an image folder (default) or ArrayRecord shards")
     procedural.add_argument("--out", required=True)
     procedural.add_argument("--num", type=int, required=True)
     procedural.add_argument("--resolution", type=int, default=64)
     procedural.add_argument("--seed", type=int, default=0)
     procedural.add_argument("--split", choices=("train", "test"), default="train")
+    procedural.add_argument("--format", choices=("folder", "arrayrecord"), default="folder",
+                            help="folder: PNGs + CSVs; arrayrecord: shards for data.source=arrayrecord")
+    procedural.add_argument("--shards", type=int, default=1, help="ArrayRecord files to split the records over")
     procedural.set_defaults(run=_prepare, takes_overrides=False)
+    folder = prepare_sources.add_parser(
+        "folder", help="convert an image folder (with landmarks.csv/attributes.csv) into ArrayRecord shards")
+    folder.add_argument("--path", required=True, help="the image folder")
+    folder.add_argument("--out", required=True)
+    folder.add_argument("--resolution", type=int, default=64, help="images are centre-cropped and resized to this side")
+    folder.add_argument("--format", choices=("arrayrecord",), default="arrayrecord")
+    folder.add_argument("--shards", type=int, default=1, help="ArrayRecord files to split the records over")
+    folder.set_defaults(run=_prepare, takes_overrides=False)
     return parser
 
 

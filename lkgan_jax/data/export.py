@@ -1,4 +1,4 @@
-"""Export procedural faces as an image folder, and read the landmarks CSV of any image folder.
+"""Export procedural faces as an image folder, and read the landmarks and attributes CSVs of any image folder.
 
 The on-disk format is the one users give for their own data (docs/design.md §5, §6)::
 
@@ -40,11 +40,7 @@ def export_procedural(out_dir: str | os.PathLike, num: int, resolution: int, see
     Produces ``images/NNNNNN.png``, ``landmarks.csv`` (pixel coordinates) and ``attributes.csv``;
     returns ``out_dir`` as a Path.
     """
-    if num <= 0:
-        raise ValueError(f"num must be positive, got {num}")
-    if resolution < MIN_RESOLUTION:
-        raise ValueError(f"resolution must be at least {MIN_RESOLUTION}, got {resolution}")
-    source = ProceduralFaces(seed=seed, split=split, resolution=resolution, size=num)
+    source = procedural_export_source(num, resolution, seed, split)
     out_dir = Path(out_dir)
     (out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     digits = max(MIN_FILENAME_DIGITS, len(str(num - 1)))
@@ -60,6 +56,36 @@ def export_procedural(out_dir: str | os.PathLike, num: int, resolution: int, see
     _write_csv_atomically(out_dir / LANDMARKS_CSV, landmark_header(num_landmarks), landmark_rows)
     _write_csv_atomically(out_dir / ATTRIBUTES_CSV, [FILENAME_COLUMN, *ATTRIBUTE_NAMES], attribute_rows)
     return out_dir
+
+
+def procedural_export_source(num: int, resolution: int, seed: int, split: str) -> ProceduralFaces:
+    """Faces ``0 .. num - 1`` of ``ProceduralFaces(seed, split, resolution)``; one-line errors for bad sizes."""
+    if num <= 0:
+        raise ValueError(f"num must be positive, got {num}")
+    if resolution < MIN_RESOLUTION:
+        raise ValueError(f"resolution must be at least {MIN_RESOLUTION}, got {resolution}")
+    return ProceduralFaces(seed=seed, split=split, resolution=resolution, size=num)
+
+
+def read_attributes_csv(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
+    """Read an attributes CSV (``filename,<names...>``): filenames, attribute names and float32 (N, A) values.
+
+    Raises ValueError on a malformed file.
+    """
+    path = Path(path)
+    with path.open(newline="") as file:
+        rows = [(line, row) for line, row in enumerate(csv.reader(file), start=1) if row]
+    if not rows or len(rows[0][1]) < 2 or rows[0][1][0].strip().lower() not in FILENAME_COLUMNS:
+        raise ValueError(f"{path}: expected a header {FILENAME_COLUMN},<attribute names...>")
+    header = [name.strip() for name in rows[0][1]]
+    values = np.empty((len(rows) - 1, len(header) - 1), np.float32)
+    filenames = []
+    for n, (line, row) in enumerate(rows[1:]):
+        if len(row) != len(header):
+            raise ValueError(f"{path}:{line}: expected {len(header)} columns, got {len(row)}")
+        filenames.append(row[0])
+        values[n] = [_parse_coordinate(path, line, name, text) for name, text in zip(header[1:], row[1:])]
+    return filenames, header[1:], values
 
 
 def landmark_header(num_landmarks: int) -> list[str]:
@@ -99,6 +125,7 @@ def _check_landmark_header(path: Path, header: Sequence[str]) -> None:
 
 
 def _parse_coordinate(path: Path, line: int, column: str, text: str) -> float:
+    """A finite float of one CSV cell (a coordinate or an attribute), else a one-line ValueError."""
     try:
         value = float(text)
     except ValueError:

@@ -14,18 +14,17 @@ pixel coordinates of the original image), ``landmarks=float32 (L, 2)`` as (x, y)
 ``require_landmarks=True`` images missing from the CSV are excluded (and a missing CSV is an
 error); otherwise they are kept and their landmarks are NaN, so every item has the same keys.
 
-Corrupt or unreadable files never stop a run: a file that fails to decode is logged (absl warning
-naming the file and the running count), remembered, and replaced by the next readable index
-(wrapping around), so ``source[i]`` always returns an item. ``ImageFolder.num_skipped`` counts the
-distinct bad files of one source, ``total_skipped_files()`` those of every source in this process
-(each Grain worker process keeps its own count).
+Corrupt or unreadable files never stop a run (``lkgan_jax.data.skipping``): a file that fails to
+decode is logged (naming the file and the running count), remembered, and replaced by the next
+readable index (wrapping around), so ``source[i]`` always returns an item. ``ImageFolder.num_skipped``
+counts the distinct bad files of one source, ``skipping.total_skipped()`` those of every source in
+this process (each Grain worker process keeps its own count).
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from typing import Any
+from typing import IO
 
 import numpy as np
 from absl import logging
@@ -33,19 +32,10 @@ from PIL import Image
 
 from lkgan_jax.conventions import pixel_to_normalized
 from lkgan_jax.data.export import LANDMARKS_CSV, read_landmarks_csv
+from lkgan_jax.data.skipping import SkipsUnreadable
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
 RESAMPLING = Image.Resampling.LANCZOS
-
-_skipped_files_lock = threading.Lock()
-_skipped_files_in_process: set[str] = set()
-
-
-def total_skipped_files() -> int:
-    """Number of distinct unreadable image files skipped by any ImageFolder in this process."""
-    with _skipped_files_lock:
-        return len(_skipped_files_in_process)
-
 
 def find_image_files(root: str) -> list[str]:
     """Relative paths (POSIX separators, sorted) of every PNG/JPEG file below ``root``."""
@@ -83,8 +73,8 @@ def crop_and_resize_landmarks(
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's modes of 16-bit grayscale files
 
 
-def decode_rgb(path: str) -> Image.Image:
-    """Decode a whole image file into an RGB Pillow image (raises on any corrupt data).
+def decode_rgb(path: str | IO[bytes]) -> Image.Image:
+    """Decode a whole image file (a path or a binary file object) into an RGB Pillow image (raises on any corrupt data).
 
     16-bit grayscale is scaled to 8 bits (v / 257, rounded): Pillow's own conversion would clip it.
     """
@@ -103,13 +93,27 @@ def crop_and_resize_image(image: Image.Image, resolution: int) -> np.ndarray:
     return np.asarray(square.resize((resolution, resolution), RESAMPLING), dtype=np.uint8)
 
 
-class ImageFolder:
+def image_item(image: Image.Image, resolution: int, landmarks_pixels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``dict(image=uint8 (R, R, 3))`` of the centre crop, plus ``landmarks`` (L, 2) normalised when given.
+
+    ``landmarks_pixels`` (L, 2) are pixel coordinates of ``image`` (NaN stays NaN).
+    """
+    item = {"image": crop_and_resize_image(image, resolution)}
+    if landmarks_pixels is not None:
+        item["landmarks"] = crop_and_resize_landmarks(
+            np.asarray(landmarks_pixels, np.float32), image.width, image.height, resolution)
+    return item
+
+
+class ImageFolder(SkipsUnreadable):
     """Random-access source over a folder of images; see the module docstring for items."""
+
+    unreadable_kind = "image"
 
     def __init__(self, path: str, resolution: int, require_landmarks: bool = False):
         if not os.path.isdir(path):
             raise ValueError(f"Image folder {path!r} does not exist or is not a directory.")
-        self.root = path
+        self._init_skipping(path)
         self.resolution = resolution
         relative_paths = find_image_files(path)
         self._landmarks_by_file = self._read_landmarks(path, require_landmarks)
@@ -118,18 +122,6 @@ class ImageFolder:
         if not relative_paths:
             raise ValueError(f"Image folder {path!r} holds no usable .png/.jpg/.jpeg images.")
         self.relative_paths = relative_paths
-        self._bad_indices: set[int] = set()
-        self._bad_indices_lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickling support (Grain worker processes): a lock does not pickle, so it is dropped and recreated."""
-        state = self.__dict__.copy()
-        del state["_bad_indices_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._bad_indices_lock = threading.Lock()
 
     @staticmethod
     def _read_landmarks(root: str, require_landmarks: bool) -> dict[str, np.ndarray]:
@@ -158,59 +150,22 @@ class ImageFolder:
         """L, the number of landmarks per image (0 without a landmarks CSV)."""
         return next(iter(self._landmarks_by_file.values())).shape[0] if self.has_landmarks else 0
 
-    @property
-    def num_skipped(self) -> int:
-        """Number of distinct unreadable files this source has skipped so far."""
-        with self._bad_indices_lock:
-            return len(self._bad_indices)
-
     def __len__(self) -> int:
         return len(self.relative_paths)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        index = int(index) % len(self)
-        for attempt in range(len(self)):
-            candidate = (index + attempt) % len(self)
-            if candidate in self._bad_indices:
-                continue
-            item = self.read(candidate)
-            if item is not None:
-                return item
-        raise ValueError(f"Every image in {self.root!r} is unreadable ({len(self)} files).")
-
-    def read(self, index: int) -> dict[str, np.ndarray] | None:
-        """Item ``index`` itself, or None (logged and counted) when its file is unreadable."""
-        try:
-            image = decode_rgb(self._full_path(index))
-        except Exception as error:  # Pillow's decoders raise many types (OSError, SyntaxError, zlib.error, ...).
-            self._record_bad_file(index, error)
-            return None
-        return self._make_item(index, image)
 
     def _full_path(self, index: int) -> str:
         return os.path.join(self.root, self.relative_paths[index])
 
-    def _record_bad_file(self, index: int, error: Exception) -> None:
-        path = self._full_path(index)
-        with self._bad_indices_lock:
-            newly_bad = index not in self._bad_indices
-            self._bad_indices.add(index)
-            count = len(self._bad_indices)
-        if not newly_bad:
-            return
-        with _skipped_files_lock:
-            _skipped_files_in_process.add(os.path.abspath(path))
-        logging.warning("Skipping unreadable image %s (%s: %s); %d skipped so far in %s.",
-                        path, type(error).__name__, error, count, self.root)
+    def _describe(self, index: int) -> str:
+        return os.path.abspath(self._full_path(index))
+
+    def _decode(self, index: int) -> Image.Image:
+        return decode_rgb(self._full_path(index))
 
     def _make_item(self, index: int, image: Image.Image) -> dict[str, np.ndarray]:
-        item = {"image": crop_and_resize_image(image, self.resolution)}
-        if self.has_landmarks:
-            item["landmarks"] = self._landmarks_for(index, image.width, image.height)
-        return item
-
-    def _landmarks_for(self, index: int, width: int, height: int) -> np.ndarray:
+        if not self.has_landmarks:
+            return image_item(image, self.resolution)
         landmarks = self._landmarks_by_file.get(self.relative_paths[index])
         if landmarks is None:
-            return np.full((self.num_landmarks, 2), np.nan, np.float32)
-        return crop_and_resize_landmarks(np.asarray(landmarks, np.float32), width, height, self.resolution)
+            landmarks = np.full((self.num_landmarks, 2), np.nan, np.float32)
+        return image_item(image, self.resolution, landmarks)

@@ -3,24 +3,32 @@
 Chain::
 
     MapDataset.source(src).seed(seed).shuffle().repeat()   # new permutation every epoch
-      [process_index::process_count]                         # this host's share
       .map(keep image) [.random_map(horizontal flip)] .map(uint8 -> float [-1, 1])
-      .batch(B_local, drop_remainder=True)
-      .to_iter_dataset(ReadOptions(num_threads, prefetch_buffer_size))
-      [.mp_prefetch(MultiprocessingOptions(num_workers))]    # only when num_workers > 0
+      ElasticIterator: [n + process_index :: process_count]  # this host's share, from global example n
+        .batch(B_local, drop_remainder=True)
+        .to_iter_dataset(ReadOptions(num_threads, prefetch_buffer_size))
+        [.mp_prefetch(MultiprocessingOptions(num_workers))]  # only when num_workers > 0
 
 Batches are **host-local**: ``dict(image=float32 (B_local, R, R, 3))`` in [-1, 1] with
 ``B_local = global_batch_size / jax.process_count()``; ``make_global_batch`` assembles the global
 ``jax.Array`` with ``jax.make_array_from_process_local_data`` (``device_put`` fails multi-host).
-Element order depends only on the seeds, not on thread or worker counts. ``iter(dataset)`` gives a
-``grain.DatasetIterator`` with ``get_state()``/``set_state()``, checkpointable with Orbax through
+Element order depends only on the seeds, not on thread, worker or process counts: global batch ``t``
+is examples ``t·B .. (t+1)·B − 1`` of the shuffled stream, process ``p`` holding every P-th of them.
+
+``make_train_dataset`` returns a checkpointable ``grain.DatasetIterator`` whose state is the number
+of global examples consumed, ``{"global_next_index": n}``, the same on every process (Grain's
+``ElasticIterator``): a run resumes exactly on another process count. States of the earlier
+per-process pipeline (``next_index`` batches) are converted. It is saved with Orbax through
 ``grain.checkpoint.CheckpointSave`` / ``CheckpointRestore``. With ``num_workers > 0`` close the
 iterator (``iterator.close()``) when done, or shared-memory buffers leak; worker processes import
 this module, so scripts need the ``if __name__ == "__main__"`` guard (or ``absl.app.run``).
 
 Data config fields (``ml_collections.ConfigDict``):
-    source        "procedural" (embedded ProceduralFaces, split "train") or "folder" (ImageFolder).
-    path          image folder for source="folder".
+    source        "procedural" (embedded ProceduralFaces, split "train"), "folder" (ImageFolder),
+                  "arrayrecord" (ArrayRecordImages) or "tfds" (TfdsImages); see ``data.sources``.
+    path          image folder (source="folder") or ArrayRecord directory (source="arrayrecord").
+    tfds_name, tfds_split, image_key, tfds_dir
+                  the TFDS dataset, its split, its image feature and data dir (source="tfds").
     resolution    R, side of the square images.
     seed          seed of the procedural dataset (the shuffle seed is ``make_train_dataset``'s).
     random_flip   bool, random horizontal flips with probability ``FLIP_PROBABILITY``.
@@ -32,8 +40,6 @@ Data config fields (``ml_collections.ConfigDict``):
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable
 from typing import Any
 
 import grain
@@ -41,42 +47,19 @@ import jax
 import numpy as np
 
 from lkgan_jax.conventions import uint8_to_float
-from lkgan_jax.data.image_folder import ImageFolder
-from lkgan_jax.data.procedural import ProceduralFaces
+from lkgan_jax.data.sources import ImageSource
 
 FLIP_PROBABILITY = 0.5
 TRAINING_KEYS = ("image",)  # what the GAN trains on
 LABELLED_KEYS = ("image", "landmarks", "attributes")  # what supervised networks (the judge) train on
+GLOBAL_NEXT_INDEX = "global_next_index"  # the iterator state: global examples consumed
 
 Source = Any  # a random-access source: __len__ and __getitem__(i) -> dict of NumPy arrays
 
 
-def _build_procedural(data_config: Any) -> Source:
-    return ProceduralFaces(seed=data_config.seed, split="train", resolution=data_config.resolution)
-
-
-def _build_folder(data_config: Any) -> Source:
-    if not data_config.path:
-        raise ValueError("data.source=folder needs data.path, the image folder")
-    if not os.path.isdir(data_config.path):
-        raise ValueError(f"data.path={data_config.path!r} is not an existing directory")
-    return ImageFolder(data_config.path, resolution=data_config.resolution)
-
-
-SOURCE_BUILDERS: dict[str, Callable[[Any], Source]] = {
-    "procedural": _build_procedural,
-    "folder": _build_folder,
-}
-
-
 def build_source(data_config: Any) -> Source:
-    """The random-access source named by ``data_config.source``."""
-    builder = SOURCE_BUILDERS.get(data_config.source)
-    if builder is None:
-        raise ValueError(
-            f"Unknown data source {data_config.source!r}; valid choices: {', '.join(sorted(SOURCE_BUILDERS))}."
-        )
-    return builder(data_config)
+    """The random-access source named by ``data_config.source`` (one-line errors name the data.* field)."""
+    return ImageSource.from_data_config(data_config).open(data_config.resolution, data_config.seed)
 
 
 def local_batch_size(global_batch_size: int) -> int:
@@ -118,22 +101,60 @@ def image_to_float(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def make_train_dataset(
     data_config: Any, global_batch_size: int, seed: int, keys: tuple[str, ...] = TRAINING_KEYS
-) -> grain.IterDataset:
-    """Infinite, shuffled, process-sharded dataset of host-local float batches of ``keys`` (module docstring)."""
-    batch_size = local_batch_size(global_batch_size)
+) -> "ElasticBatches":
+    """Infinite, shuffled, process-sharded iterator of host-local float batches of ``keys`` (module docstring)."""
+    local_batch_size(global_batch_size)
     dataset = grain.MapDataset.source(build_source(data_config)).seed(seed).shuffle().repeat()
-    dataset = dataset[jax.process_index() :: jax.process_count()]
     dataset = dataset.map(functools.partial(select_keys, keys=keys))
     if data_config.random_flip:
         dataset = dataset.random_map(random_horizontal_flip)
-    dataset = dataset.map(image_to_float).batch(batch_size, drop_remainder=True)
-    read_options = grain.ReadOptions(
-        num_threads=data_config.num_threads, prefetch_buffer_size=data_config.prefetch
-    )
-    iter_dataset = dataset.to_iter_dataset(read_options)
+    dataset = dataset.map(image_to_float)
+    workers = None
     if data_config.num_workers > 0:
-        iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
-    return iter_dataset
+        workers = grain.MultiprocessingOptions(num_workers=data_config.num_workers)
+    elastic = grain.experimental.ElasticIterator(
+        dataset,
+        global_batch_size,
+        grain.sharding.ShardOptions(jax.process_index(), jax.process_count(), drop_remainder=True),
+        read_options=grain.ReadOptions(num_threads=data_config.num_threads, prefetch_buffer_size=data_config.prefetch),
+        multiprocessing_options=workers,
+    )
+    return ElasticBatches(elastic, global_batch_size)
+
+
+class ElasticBatches(grain.DatasetIterator):
+    """Grain's ``ElasticIterator`` (state: global examples consumed) that also takes the states of the
+    earlier per-process pipeline: ``{"next_index": t}`` (no workers) or the interleaved workers' states,
+    each meaning t batches per process, i.e. ``t · global_batch_size`` global examples."""
+
+    def __init__(self, elastic: Any, global_batch_size: int):
+        super().__init__()
+        self._elastic, self._iterator, self.global_batch_size = elastic, iter(elastic), global_batch_size
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        return next(self._iterator)
+
+    def get_state(self) -> dict[str, int]:
+        return self._iterator.get_state()
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._iterator.set_state(elastic_state(state, self.global_batch_size))
+
+    def close(self) -> None:
+        self._elastic.close()
+
+
+def elastic_state(state: dict[str, Any], global_batch_size: int) -> dict[str, int]:
+    """``{"global_next_index": n}`` from a saved iterator state (this pipeline's, or the earlier per-process one's)."""
+    if GLOBAL_NEXT_INDEX in state:
+        return {GLOBAL_NEXT_INDEX: int(state[GLOBAL_NEXT_INDEX])}
+    if "next_index" in state:
+        batches = int(state["next_index"])
+    elif "iterators_in_use_states" in state:
+        batches = sum(int(worker["next_index"]) for worker in state["iterators_in_use_states"])
+    else:
+        raise ValueError(f"unknown data-iterator state with keys {sorted(state)}")
+    return {GLOBAL_NEXT_INDEX: batches * global_batch_size}
 
 
 def make_global_batch(host_batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:

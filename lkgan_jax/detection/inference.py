@@ -18,12 +18,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from lkgan_jax import checkpoint
 from lkgan_jax.detection.detector import KeypointDetector, make_detector
-from lkgan_jax.train.supervised import init_supervised_state
 from lkgan_jax.models.factory import generator_resolution
 from lkgan_jax.models.sampling import TrainedGenerator
-from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE, DETECTOR_DIR, read_config
+from lkgan_jax.pretrained import load_generator, restore_state_parts
+from lkgan_jax.train.supervised import init_supervised_state
+from lkgan_jax.workdir import CONFIG_FILE, DETECTOR_DIR, read_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,24 +75,16 @@ def load_detector(workdir: str | pathlib.Path, step: int | None = None) -> tuple
     detector = make_detector(detect_config, model_config.num_keypoints)
     init = functools.partial(init_supervised_state, detector, optax.adam(detect_config.lr), generator_resolution(model_config))
 
-    manager = checkpoint.make_manager(directory / CHECKPOINT_DIR, 1, read_only=True)
-    try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no detector checkpoint in {directory / CHECKPOINT_DIR}")
-        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        abstract = jax.eval_shape(init, jax.random.key(0))
-        target = checkpoint.abstract_target(abstract, jax.tree.map(lambda _: sharding, abstract))
-        state = checkpoint.restore(manager, step, target)
-    finally:
-        manager.close()
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    # Only the weights are read; a damaged newest checkpoint falls back to the previous one (without ``step``).
+    restored, step = restore_state_parts(
+        directory, step, {"params": abstract.params, "batch_stats": abstract.batch_stats}, "the detector"
+    )
+    variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
     return TrainedDetector(detector, variables, step), detect_config, saved["generator_step"]
 
 
 def load_detector_run(workdir: str | pathlib.Path) -> DetectorRun:
     """The latest detector of ``workdir`` with the generator checkpoint it was trained on."""
-    from lkgan_jax.pretrained import load_generator
-
     detector, detect_config, generator_step = load_detector(workdir)
     return DetectorRun(detector, detect_config, load_generator(workdir, generator_step))

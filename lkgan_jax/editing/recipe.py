@@ -11,7 +11,11 @@ the ops are described in docs/design.md §4):
   {"op": "scale_part", "part": 1, "scale": 1.5}          spatial extent ×1.5 (τ × 2.25)
   {"op": "transform", "scale": 1.1, "rotate_deg": 10, "translate": [0, 0]}   about the centroid
   {"op": "interpolate", "to_seed": 5, "what": "parts|positions|background|all", "steps": 8}
-                                                         optional "parts": [...] for parts/positions
+                                                         optional "parts": [...] for parts/positions;
+                                                         optional "alpha": 0.4 (frames end there, default 1)
+  {"op": "attribute", "set": {"mouth_open": 1.0, "hair_lightness": -0.5}, "editor": "mapper"}
+                                                         a trained editor (`lkgan edit-train`) changes the
+                                                         attributes by these many standard deviations
 
 The whole recipe is checked before anything is rendered (part indices against the number of parts at
 that point of the recipe, since ``add`` grows it); every error is one line naming the op.
@@ -31,6 +35,7 @@ import numpy as np
 from lkgan_jax.editing import ops
 from lkgan_jax.models.latent import Latent
 
+DEFAULT_EDITOR = "mapper"  # the editor an ``attribute`` op uses unless it names one (``edit.name``)
 # op -> (required fields, optional fields with defaults)
 SCHEMAS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "move": (("part",), {"to": None, "offset": None}),
@@ -40,7 +45,8 @@ SCHEMAS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "add": (("like", "at"), {}),
     "scale_part": (("part", "scale"), {}),
     "transform": ((), {"scale": 1.0, "rotate_deg": 0.0, "translate": [0.0, 0.0]}),
-    "interpolate": (("to_seed",), {"what": "all", "steps": 8, "parts": None}),
+    "interpolate": (("to_seed",), {"what": "all", "steps": 8, "parts": None, "alpha": 1.0}),
+    "attribute": (("set",), {"editor": DEFAULT_EDITOR}),
 }
 MAX_INTERPOLATION_STEPS = 1000
 
@@ -66,6 +72,21 @@ class Operation:
         """A short label for pictures, e.g. ``interpolate positions``."""
         return f"{self.name} {self.fields['what']}" if self.name == "interpolate" else self.name
 
+    def to_json(self) -> dict[str, Any]:
+        """The entry as it would appear in an ops.json (fields normalised, unset optional ones left out).
+
+        ``parse_operation(op.to_json(), ...)`` gives back an operation with the same fields.
+        """
+        required, optional = SCHEMAS[self.name]
+        entry = {"op": self.name}
+        for key in (*required, *optional):
+            value = self.fields.get(key)
+            if key in ("part", "parts", "to", "offset") and isinstance(value, list) and len(value) == 1:
+                value = value[0]  # one part or one point: written as in the examples above
+            if value is not None:
+                entry[key] = value
+        return entry
+
 
 def parse_recipe(text: str, num_parts: int, trained_parts: int | None = None, source: str = "OPS.json") -> list[Operation]:
     """Parses and validates a recipe for a latent with ``num_parts`` parts; ``RecipeError`` if bad.
@@ -82,10 +103,26 @@ def parse_recipe(text: str, num_parts: int, trained_parts: int | None = None, so
         raise RecipeError(f"{source}: expected a non-empty JSON list of operations")
     operations, trained_parts = [], num_parts if trained_parts is None else trained_parts
     for position, entry in enumerate(entries, start=1):
-        operation = _parse_entry(entry, position, source)
-        num_parts = _check_against_parts(operation, num_parts, trained_parts, source)
-        operations.append(operation)
+        operations.append(parse_operation(entry, num_parts, trained_parts, position, source))
+        num_parts = parts_after(operations[-1], num_parts)
     return operations
+
+
+def parse_operation(
+    entry: Any, num_parts: int, trained_parts: int | None = None, position: int = 1, source: str = "OPS.json"
+) -> Operation:
+    """Validates one decoded entry (a dict) for a latent with ``num_parts`` parts; ``RecipeError`` if bad.
+
+    The checks of ``parse_recipe`` for the op at ``position`` of a recipe (messages name it likewise).
+    """
+    operation = _parse_entry(entry, position, source)
+    _check_against_parts(operation, num_parts, num_parts if trained_parts is None else trained_parts, source)
+    return operation
+
+
+def parts_after(op: Operation, num_parts: int) -> int:
+    """The number of parts after ``op`` on a latent with ``num_parts`` (``add`` grows it by one)."""
+    return num_parts + 1 if op.name == "add" else num_parts
 
 
 def _parse_entry(entry: Any, position: int, source: str) -> Operation:
@@ -167,6 +204,12 @@ def _check_types(name: str, f: dict[str, Any]) -> None:
         f["scale"] = _number(f["scale"], "scale")
         f["rotate_deg"] = _number(f["rotate_deg"], "rotate_deg")
         f["translate"] = _point(f["translate"], "translate")
+    elif name == "attribute":
+        if not isinstance(f["set"], dict) or not f["set"]:
+            raise ValueError(f'set must be a non-empty object of attribute changes, got {json.dumps(f["set"])}')
+        f["set"] = {str(k): _number(v, f"set.{k}") for k, v in f["set"].items()}
+        if not isinstance(f["editor"], str) or not f["editor"]:
+            raise ValueError(f"editor must be the name of a trained editor, got {json.dumps(f['editor'])}")
     elif name == "interpolate":
         if f["what"] not in ops.INTERPOLATION_TARGETS:
             raise ValueError(f"what must be one of {'|'.join(ops.INTERPOLATION_TARGETS)}, got {json.dumps(f['what'])}")
@@ -175,10 +218,11 @@ def _check_types(name: str, f: dict[str, Any]) -> None:
             raise ValueError(f"steps must be an integer in 2..{MAX_INTERPOLATION_STEPS}, got {json.dumps(steps)}")
         if f["parts"] is not None and f["what"] not in ("parts", "positions"):
             raise ValueError('"parts" applies only to what=parts or what=positions')
+        f["alpha"] = _number(f["alpha"], "alpha")
 
 
-def _check_against_parts(op: Operation, num_parts: int, trained_parts: int, source: str) -> int:
-    """Checks part indices against the K at this point of the recipe; returns K after ``op``.
+def _check_against_parts(op: Operation, num_parts: int, trained_parts: int, source: str) -> None:
+    """Checks part indices against the K at this point of the recipe.
 
     Ops that read another seed's parts also need the parts there (it has the ``trained_parts``).
     """
@@ -191,22 +235,34 @@ def _check_against_parts(op: Operation, num_parts: int, trained_parts: int, sour
             ops.check_parts(indices, limit)
         except ValueError as error:
             raise RecipeError(f"{source} {op.label}: {error}") from None
+    if op.name == "attribute" and num_parts != trained_parts:
+        raise RecipeError(
+            f"{source} {op.label}: an editor edits latents of the trained {trained_parts} parts; "
+            f"this latent has {num_parts} at this point of the recipe"
+        )
     if reads_seed_parts and op.name == "interpolate" and f["parts"] is None and num_parts != trained_parts:
         raise RecipeError(
             f"{source} {op.label}: the edited latent has {num_parts} parts and seed {f['to_seed']} has {trained_parts}; "
             'list the "parts" to interpolate'
         )
-    return num_parts + 1 if op.name == "add" else num_parts
 
 
-def apply_operation(op: Operation, latent: Latent, latent_of_seed: Callable[[int], Latent]) -> Latent:
+def apply_operation(
+    op: Operation, latent: Latent, latent_of_seed: Callable[[int], Latent], editor_of: Callable[[str], Any] | None = None
+) -> Latent:
     """Applies ``op`` to ``latent`` (batch 1); returns its frames as a batch (1, or ``steps`` for interpolate).
 
     The last frame is the latent after the op. ``latent_of_seed(s)`` gives the latent of seed s
-    (batch 1, the trained number of parts).
+    (batch 1, the trained number of parts). An interpolation's frames sit at α = linspace(0, alpha, steps).
+    ``editor_of(name)`` gives a trained editor (``latent_editing.inference.TrainedEditor``) for ``attribute``.
     """
     f = op.fields
     try:
+        if op.name == "attribute":
+            if editor_of is None:
+                raise ValueError("attribute edits need a run with trained editors")
+            editor = editor_of(f["editor"])
+            return editor.apply(latent, editor.delta(f["set"], batch=latent.keypoints.shape[0]))
         if op.name == "move":
             key = "to" if f["to"] is not None else "offset"
             return ops.move(latent, f["part"], **{key: np.asarray(f[key], np.float32)})
@@ -223,7 +279,7 @@ def apply_operation(op: Operation, latent: Latent, latent_of_seed: Callable[[int
         if op.name == "transform":
             return ops.transform(latent, scale=f["scale"], rotate_deg=f["rotate_deg"], translate=f["translate"])
         if op.name == "interpolate":
-            alphas = np.linspace(0.0, 1.0, f["steps"], dtype=np.float32)
+            alphas = np.linspace(0.0, f["alpha"], f["steps"], dtype=np.float32)
             frames = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(alphas),) + x.shape[1:]), latent)
             return ops.interpolate(frames, latent_of_seed(f["to_seed"]), alphas, f["what"], f["parts"])
     except ValueError as error:

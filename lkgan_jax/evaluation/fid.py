@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from lkgan_jax.data.image_folder import find_image_files
-from lkgan_jax.utils.files import save_npz
+from lkgan_jax.utils.files import files_sha256, save_npz
 
 CACHE_ENV = "LKGAN_CACHE_DIR"
 DEFAULT_CACHE_ROOT = pathlib.Path.home() / ".cache" / "lkgan_jax"
@@ -180,12 +180,4 @@ def folder_content_hash(path: str | os.PathLike) -> str:
     root = os.fspath(path)
     if not os.path.isdir(root):
         raise ValueError(f"Image folder {root!r} does not exist or is not a directory.")
-    digest = hashlib.sha256()
-    for relative in find_image_files(root):
-        name = relative.encode("utf-8")
-        full = os.path.join(root, relative)
-        digest.update(len(name).to_bytes(8, "little") + name + os.path.getsize(full).to_bytes(8, "little"))
-        with open(full, "rb") as file:
-            for chunk in iter(lambda: file.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return files_sha256(root, find_image_files(root))

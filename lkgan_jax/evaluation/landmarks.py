@@ -8,8 +8,9 @@ split. Errors, with keypoints and landmarks in the convention of docs/design.md 
   error_size_pct  mean over test images and landmarks of ‖pred − gt‖ in pixels / image side, × 100
 
 Labelled sources: ``procedural`` (the procedural faces' 10 landmarks; regression-train from the train
-split, test from the test split) and ``folder:PATH`` (an image folder with ``landmarks.csv`` in pixel
-coordinates, split by a seeded shuffle).
+split, test from the test split), ``folder:PATH`` (an image folder with ``landmarks.csv`` in pixel
+coordinates) and ``arrayrecord:PATH`` (shards with landmarks, ``lkgan prepare ... --format
+arrayrecord``); stored sets are split by a seeded shuffle.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 
 from lkgan_jax.conventions import pixels_per_unit, uint8_to_float
 from lkgan_jax.data.export import LANDMARKS_CSV
-from lkgan_jax.data.sources import PROCEDURAL, ImageSource
+from lkgan_jax.data.array_records import read_metadata
+from lkgan_jax.data.sources import ARRAYRECORD, FOLDER, PROCEDURAL, TFDS, UNLABELLED_TFDS, ImageSource
 from lkgan_jax.utils.batching import padded_batches
 
 if TYPE_CHECKING:
@@ -98,15 +100,20 @@ def _stack(items: list[dict]) -> LabelledSplit:
 
 
 def check_labelled(source: ImageSource) -> None:
-    """A one-line error unless ``source`` carries landmarks (procedural faces, or a folder with landmarks.csv)."""
-    if source.kind != PROCEDURAL and not os.path.isfile(os.path.join(source.path, LANDMARKS_CSV)):
+    """A one-line error unless ``source`` carries landmarks (procedural faces, a folder with landmarks.csv,
+    or an ArrayRecord set with landmarks)."""
+    if source.kind == FOLDER and not os.path.isfile(os.path.join(source.path, LANDMARKS_CSV)):
         raise ValueError(f"{source}: landmarks need {LANDMARKS_CSV} in the folder (the format `lkgan prepare` writes)")
+    if source.kind == ARRAYRECORD and "landmarks" not in read_metadata(source.path)["keys"]:
+        raise ValueError(f"{source}: this ArrayRecord set has no landmarks (prepare it from a source with landmarks)")
+    if source.kind == TFDS:
+        raise ValueError(f"{source}: {UNLABELLED_TFDS}")
 
 
 def load_labelled_splits(
     source: ImageSource | str, resolution: int, num_train: int, num_test: int, test_fraction: float, seed: int, data_seed: int = 0
 ) -> tuple[LabelledSplit, LabelledSplit]:
-    """(regression-train, test) splits of ``source`` (``procedural`` or ``folder:PATH``) at ``resolution``."""
+    """(regression-train, test) splits of ``source`` (``procedural``, ``folder:PATH``, ``arrayrecord:PATH``) at ``resolution``."""
     source = ImageSource.parse(source) if isinstance(source, str) else source
     if num_train <= 0 or num_test <= 0:
         raise ValueError(f"landmark splits need positive sizes, got num_train={num_train}, num_test={num_test}")
@@ -114,8 +121,8 @@ def load_labelled_splits(
         train = source.open(resolution, data_seed, split="train", size=num_train)
         test = source.open(resolution, data_seed, split="test", size=num_test)
         return _stack([train[i] for i in range(num_train)]), _stack([test[i] for i in range(num_test)])
-    folder = source.open(resolution, require_landmarks=True)
-    items = [item for item in map(folder.read, range(len(folder))) if item is not None]
+    stored = source.open(resolution, require_landmarks=True)
+    items = [item for item in map(stored.read, range(len(stored))) if item is not None]
     items = [item for item in items if np.all(np.isfinite(item["landmarks"]))]
     if len(items) < 2:
         raise ValueError(f"{source}: fewer than 2 readable images with landmarks")

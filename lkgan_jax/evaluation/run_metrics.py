@@ -23,9 +23,8 @@ import numpy as np
 from absl import logging
 
 from lkgan_jax.conventions import float_to_uint8
-from lkgan_jax.data.image_folder import ImageFolder
 from lkgan_jax.data.procedural import render_faces
-from lkgan_jax.data.sources import PROCEDURAL, ImageSource
+from lkgan_jax.data.sources import FOLDER, PROCEDURAL, ImageSource
 from lkgan_jax.detection.inference import DetectorRun, detect_keypoints
 from lkgan_jax.editing import ops
 from lkgan_jax.evaluation import cpd, fid, judged, kid, locality
@@ -131,8 +130,10 @@ class EvalSetup:
             # Faces are cheap to render (thousands per second) next to Inception: hashing their pixels
             # keys the cache by content, so a change of the renderer never reuses stale statistics.
             key.update(set="procedural", content_sha256=images_content_hash(batches()))
-        else:
+        elif self.real.kind == FOLDER:
             key.update(set="folder", content_sha256=fid.folder_content_hash(self.real.path))
+        else:  # stored sets: their files, as stored
+            key.update(set=self.real.kind, content_sha256=self.real.open(resolution).content_sha256())
         return fid.cached_statistics(key, lambda: self.extractor.statistics(batches(), keep_features=True))
 
 
@@ -214,10 +215,10 @@ def real_batches(source: ImageSource, resolution: int, num: int, batch_size: int
         for start in range(0, num, batch_size):
             yield render_faces(data_seed, range(start, min(num, start + batch_size)), resolution).image
         return
-    folder = ImageFolder(source.path, resolution)
+    stored = source.open(resolution)
     batch, used = [], 0
-    for index in range(len(folder)):
-        item = folder.read(index)
+    for index in range(len(stored)):
+        item = stored.read(index)
         if item is None:
             continue
         batch.append(item["image"])

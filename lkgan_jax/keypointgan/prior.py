@@ -5,6 +5,8 @@ Sources (``prior.source``):
                of which only the landmarks are computed (no image is drawn);
   folder:PATH  an image folder with ``landmarks.csv`` (the format of ``lkgan prepare``), which must not
                be the training folder. Landmarks follow the images' centre crop, like the training data.
+  arrayrecord:PATH  ArrayRecord shards with landmarks (``lkgan prepare ... --format arrayrecord``),
+               likewise not the training set.
 
 ``prior.size`` poses are kept: the first ``size`` faces of the procedural split, or a seeded
 (``prior.seed``) choice without replacement among a folder's images (0: all of them).
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lkgan_jax.data.procedural import PRIOR_INDEX_START, face_landmarks_only
-from lkgan_jax.data.sources import FOLDER, PROCEDURAL, ImageSource
+from lkgan_jax.data.sources import PROCEDURAL, ImageSource
 
 
 def load_prior_poses(prior_config: Any, data_config: Any, num_points: int) -> np.ndarray:
@@ -39,7 +41,7 @@ def load_prior_poses(prior_config: Any, data_config: Any, num_points: int) -> np
 
 
 def _folder_poses(source: ImageSource, data_config: Any, size: int, seed: int) -> np.ndarray:
-    if data_config.source == FOLDER and os.path.realpath(data_config.path) == os.path.realpath(source.path):
+    if data_config.source == source.kind and os.path.realpath(data_config.path) == os.path.realpath(source.path):
         raise ValueError(f"prior.source {source} is the training folder (data.path); the prior must be a disjoint set of poses")
     folder = source.open(data_config.resolution, require_landmarks=True)
     order = np.arange(len(folder))

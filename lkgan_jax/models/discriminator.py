@@ -31,18 +31,32 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Images (B, R, R, 3) in [-1, 1] → logits (B,) float32; ``channels[i]`` = width of block i."""
+    """Images (B, R, R, 3) in [-1, 1] → logits (B,) float32; ``channels[i]`` = width of block i.
+
+    With ``num_keypoints`` K > 0 a linear head on the last hidden features also regresses the K
+    keypoints the image was rendered from (the keypoint-recovery term, docs/design.md §3);
+    ``return_keypoints=True`` then returns ``(logits, keypoints (B, K, 2) float32)``.
+    """
 
     channels: Sequence[int]
     dense_features: int
     slope: float = 0.2
     dtype: Dtype = jnp.float32
+    num_keypoints: int = 0
 
     @nn.compact
-    def __call__(self, images: jax.Array) -> jax.Array:
+    def __call__(self, images: jax.Array, return_keypoints: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
         x = images.astype(self.dtype)
         for i, features in enumerate(self.channels):
             x = DiscriminatorBlock(features, self.slope, self.dtype, name=f"block_{i}")(x)
         x = x.reshape(x.shape[0], -1)
         x = nn.leaky_relu(dense(self.dense_features, slope=self.slope, dtype=self.dtype, name="dense")(x), self.slope)
-        return dense(1, slope=self.slope, dtype=self.dtype, name="logit")(x)[:, 0].astype(jnp.float32)
+        logits = dense(1, slope=self.slope, dtype=self.dtype, name="logit")(x)[:, 0].astype(jnp.float32)
+        if self.num_keypoints > 0:
+            keypoints = dense(2 * self.num_keypoints, slope=self.slope, dtype=self.dtype, name="keypoint_head")(x)
+            keypoints = keypoints.astype(jnp.float32).reshape(-1, self.num_keypoints, 2)
+        if not return_keypoints:
+            return logits
+        if self.num_keypoints <= 0:
+            raise ValueError("this discriminator has no keypoint head (model.keypoint_recovery_weight is 0)")
+        return logits, keypoints

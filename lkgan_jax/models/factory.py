@@ -55,9 +55,12 @@ def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = 
 
 def make_discriminator(model_config: ml_collections.ConfigDict, dtype: str | None = None) -> Discriminator:
     c = model_config
+    if c.get("keypoint_recovery_weight", 0.0) < 0:
+        raise ValueError(f"model.keypoint_recovery_weight must be at least 0 (0: off), got {c.keypoint_recovery_weight}")
     return Discriminator(
         channels=tuple(c.d_channels),
         dense_features=c.d_dense,
         slope=c.leaky_slope,
         dtype=compute_dtype(dtype or c.dtype),
+        num_keypoints=c.num_keypoints if c.get("keypoint_recovery_weight", 0.0) > 0 else 0,
     )

@@ -219,5 +219,18 @@ class Generator(nn.Module):
         """``Latent`` (any number of parts) → images (B, R, R, 3) in [-1, 1]."""
         return self.renderer(latent, train)
 
+    def sample(
+        self, z_pose: jax.Array, z_app: jax.Array, z_bg: jax.Array, train: bool = False, keypoint_offsets: jax.Array | None = None
+    ) -> tuple[jax.Array, Latent]:
+        """Noise → (images (B, R, R, 3), the ``Latent`` they were rendered from).
+
+        ``keypoint_offsets`` (B, K, 2), when given, are added to the sampled keypoints before rendering
+        (training's keypoint jitter); the returned latent holds the moved keypoints.
+        """
+        latent = self.sample_latent(z_pose, z_app, z_bg)
+        if keypoint_offsets is not None:
+            latent = latent.replace(keypoints=latent.keypoints + keypoint_offsets)
+        return self.render(latent, train), latent
+
     def __call__(self, z_pose: jax.Array, z_app: jax.Array, z_bg: jax.Array, train: bool = False) -> jax.Array:
         return self.render(self.sample_latent(z_pose, z_app, z_bg), train)

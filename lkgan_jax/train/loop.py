@@ -87,9 +87,9 @@ def build_trainer(config: ml_collections.ConfigDict, devices: list | None = None
     return Trainer(config, mesh, models, abstract, shardings, batch_sharding, init, train_step)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> TrainState:
-    """Trains (or resumes training) until ``config.train.steps``; returns the final state."""
-    trainer = build_trainer(config)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, devices: list | None = None) -> TrainState:
+    """Trains (or resumes training) until ``config.train.steps`` over ``devices`` (default all); returns the final state."""
+    trainer = build_trainer(config, devices)
     workdir = pathlib.Path(workdir)
     data_iterator = iter(pipeline.make_train_dataset(config.data, config.train.batch_size, seed=config.seed))
     try:

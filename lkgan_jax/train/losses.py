@@ -16,6 +16,11 @@ def generator_loss(logits_fake: jax.Array) -> jax.Array:
     return jnp.mean(jax.nn.softplus(-logits_fake))
 
 
+def keypoint_recovery_loss(predicted: jax.Array, keypoints: jax.Array) -> jax.Array:
+    """Mean absolute error, (B, K, 2) × (B, K, 2) → scalar, against the keypoints as fixed targets."""
+    return jnp.mean(jnp.abs(predicted.astype(jnp.float32) - jax.lax.stop_gradient(keypoints.astype(jnp.float32))))
+
+
 def per_sample_grad_sq_norm(grads: jax.Array) -> jax.Array:
     """(B, ...) gradients → (B,) squared L2 norms over all non-batch axes."""
     return jnp.sum(jnp.square(grads.astype(jnp.float32)).reshape(grads.shape[0], -1), axis=-1)

@@ -1,5 +1,8 @@
 """The GAN training step (docs/design.md §3): D update (+ lazy gradient penalty), G update, EMA — one pure function.
 
+Optional terms: keypoint recovery (D's keypoint head regresses the fakes' keypoints; both players
+minimise its L1 error) and keypoint jitter (independent offsets of every training fake's keypoints).
+
 ``make_train_step`` returns ``step(state, batch, do_reg) -> (state, metrics)``; ``compile_train_step``
 jits it once over a mesh with explicit shardings, the state donated, ``do_reg`` static (two
 executables: with and without the penalty). Besides the losses, the metrics hold the health signals
@@ -25,6 +28,7 @@ Metrics = dict[str, jax.Array]
 StepFn = Callable[[TrainState, dict[str, jax.Array], bool], tuple[TrainState, Metrics]]
 
 _D_KEY, _G_KEY = 0, 1
+_JITTER_KEY = 3  # folded into a D or G noise key; sample_noise uses 0, 1, 2
 
 
 def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
@@ -44,14 +48,36 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
     generator, discriminator = models.generator, models.discriminator
     discriminator_f32 = discriminator.clone(dtype=jnp.float32)  # the penalty's double backward stays in f32
 
+    recovery_weight = config.model.get("keypoint_recovery_weight", 0.0)
+    jitter = t.get("keypoint_jitter", 0.0)
+    if jitter < 0:
+        raise ValueError(f"train.keypoint_jitter must be at least 0 (0: off), got {jitter}")
+
     def generate(g_params, g_stats, key, batch_size):
-        images, updates = generator.apply(
+        """Fresh fakes: (images, their keypoints (B, K, 2), G's updated BatchNorm statistics).
+
+        With ``train.keypoint_jitter`` σ > 0 every keypoint moves by its own N(0, σ²) offset before
+        rendering, so G also sees single parts displaced from the poses its MLP draws.
+        """
+        offsets = None
+        if jitter > 0:
+            offsets = jitter * jax.random.normal(jax.random.fold_in(key, _JITTER_KEY), (batch_size, generator.num_keypoints, 2))
+        (images, latent), updates = generator.apply(
             {"params": g_params, "batch_stats": g_stats},
             *sample_noise(key, batch_size, z_dim),
             train=True,
+            keypoint_offsets=offsets,
+            method=type(generator).sample,
             mutable=["batch_stats"],
         )
-        return images, updates["batch_stats"]
+        return images, latent.keypoints, updates["batch_stats"]
+
+    def judge_fakes(d_params, images, keypoints):
+        """D on fakes → (logits (B,), keypoint-recovery loss, 0 when the term is off)."""
+        if recovery_weight <= 0:
+            return discriminator.apply({"params": d_params}, images), 0.0
+        logits, predicted = discriminator.apply({"params": d_params}, images, return_keypoints=True)
+        return logits, losses.keypoint_recovery_loss(predicted, keypoints)
 
     def penalty_and_real_logits(d_params, real):
         logits, pullback = jax.vjp(lambda x: discriminator_f32.apply({"params": d_params}, x), real)
@@ -66,12 +92,12 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         step_key = jax.random.fold_in(state.key, state.step)
 
         # Discriminator update on fresh fakes (G's BatchNorm statistics advance as in PyTorch).
-        fake, g_stats = generate(state.g_params, state.g_stats, jax.random.fold_in(step_key, _D_KEY), batch_size)
+        fake, fake_keypoints, g_stats = generate(state.g_params, state.g_stats, jax.random.fold_in(step_key, _D_KEY), batch_size)
         fake = jax.lax.stop_gradient(fake)
 
         def d_objective(d_params):
-            logits_fake = discriminator.apply({"params": d_params}, fake)
-            aux = {}
+            logits_fake, recovery = judge_fakes(d_params, fake, fake_keypoints)
+            aux = {"d_keypoint_recovery": recovery} if recovery_weight > 0 else {}
             if do_reg:
                 penalty, logits_real = penalty_and_real_logits(d_params, real)
                 aux["grad_penalty"] = penalty
@@ -79,7 +105,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
                 penalty, logits_real = 0.0, discriminator.apply({"params": d_params}, real)
             adversarial = losses.discriminator_loss(logits_real, logits_fake)
             aux.update(d_loss=adversarial, d_real=jnp.mean(logits_real), d_fake=jnp.mean(logits_fake))
-            return adversarial + penalty, aux
+            return adversarial + penalty + recovery_weight * recovery, aux
 
         d_grads, d_metrics = jax.grad(d_objective, has_aux=True)(state.d_params)
         d_updates, d_opt = models.d_tx.update(d_grads, state.d_opt, state.d_params)
@@ -87,10 +113,12 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
 
         # Generator update with fresh noise through the updated discriminator.
         def g_objective(g_params):
-            images, stats = generate(g_params, g_stats, jax.random.fold_in(step_key, _G_KEY), batch_size)
-            return losses.generator_loss(discriminator.apply({"params": d_params}, images)), stats
+            images, keypoints, stats = generate(g_params, g_stats, jax.random.fold_in(step_key, _G_KEY), batch_size)
+            logits, recovery = judge_fakes(d_params, images, keypoints)
+            adversarial = losses.generator_loss(logits)
+            return adversarial + recovery_weight * recovery, (adversarial, recovery, stats)
 
-        (g_loss, g_stats), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
+        (_, (g_loss, g_recovery, g_stats)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
         g_updates, g_opt = models.g_tx.update(g_grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, g_updates)
 
@@ -98,6 +126,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         ema_params = optax.incremental_update(g_params, state.ema_params, step_size=1.0 - decay)
 
         watched = [d_metrics["d_loss"], g_loss] + ([d_metrics["grad_penalty"]] if do_reg else [])
+        watched += [d_metrics["d_keypoint_recovery"], g_recovery] if recovery_weight > 0 else []
         nonfinite_step = health.mark_nonfinite(state.nonfinite_step, state.step, *watched)
         new_state = state.replace(
             step=state.step + 1,
@@ -111,7 +140,8 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         )
         logged = health.is_logged(state.step, t.log_every, t.steps)
         norms = {**health.optimizer_norms("g", g_grads, g_updates, logged), **health.optimizer_norms("d", d_grads, d_updates, logged)}
-        return new_state, {**d_metrics, "g_loss": g_loss, **norms}
+        recovery_metrics = {"g_keypoint_recovery": g_recovery} if recovery_weight > 0 else {}
+        return new_state, {**d_metrics, "g_loss": g_loss, **recovery_metrics, **norms}
 
     return step
 

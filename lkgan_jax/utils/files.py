@@ -45,6 +45,19 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def files_sha256(root: str | os.PathLike, relative_paths: list[str]) -> str:
+    """Hex SHA-256 over the given files below ``root``, in order: each name, size and bytes."""
+    digest = hashlib.sha256()
+    for relative in relative_paths:
+        name = relative.encode("utf-8")
+        full = os.path.join(root, relative)
+        digest.update(len(name).to_bytes(8, "little") + name + os.path.getsize(full).to_bytes(8, "little"))
+        with open(full, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def check_output_directory(path: str | os.PathLike, flag: str) -> pathlib.Path:
     """Checks, without creating anything, that ``path`` is or can become a writable directory → the Path.
 
