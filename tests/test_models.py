@@ -291,6 +291,7 @@ def test_discriminator_keypoint_head_only_when_recovery_is_on():
     config = tiny.get_config()
     r, k = config.data.resolution, config.model.num_keypoints
     x = jax.random.uniform(jax.random.key(1), (3, r, r, 3))
+    config.model.keypoint_recovery_weight = 0.0
     plain = make_discriminator(config.model)
     plain_params = plain.init(jax.random.key(0), x)
     assert "keypoint_head" not in plain_params["params"]
