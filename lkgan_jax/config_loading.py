@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import pathlib
 import sys
 
@@ -27,14 +26,18 @@ def resolve_config_path(spec: str) -> str:
 
 
 def check_config_file(path: pathlib.Path) -> None:
-    """One-line errors for a config file that does not parse or defines no top-level ``get_config``."""
+    """One-line errors for a config file that does not compile or never binds a top-level ``get_config``.
+
+    The file is compiled, not ``ast.parse``d: CPython 3.11's AST-to-object conversion can fail
+    spuriously ("AST constructor recursion depth mismatch") while another thread compiles.
+    """
     try:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        code = compile(path.read_text(), str(path), "exec", dont_inherit=True)
     except SyntaxError as error:
         raise ValueError(f"config file {path} has a syntax error at line {error.lineno}: {error.msg}") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ValueError(f"config file {path} cannot be read ({error})") from None
-    if not any(isinstance(node, ast.FunctionDef) and node.name == "get_config" for node in tree.body):
+    if "get_config" not in code.co_names:  # the module-level names it binds or reads
         raise ValueError(f"config file {path} defines no get_config() function")
 
 
