@@ -42,8 +42,8 @@ from jax.sharding import Mesh
 
 from lkgan_jax import checkpoint, parallel
 from lkgan_jax.data.procedural import ATTRIBUTE_NAMES
-from lkgan_jax.detection.inference import TrainedDetector, load_detector
-from lkgan_jax.judge.weights import TrainedJudge, load_judge
+from lkgan_jax.detection.inference import TrainedDetector, detect_keypoints, load_detector
+from lkgan_jax.judge.weights import TrainedJudge, judge_outputs, load_judge
 from lkgan_jax.latent_editing import losses
 from lkgan_jax.latent_editing.editors import STANDARDISATION, DirectionMatrix, LatentMapper, flatten_latent, unflatten_offset
 from lkgan_jax.models.latent import sample_noise
@@ -176,10 +176,10 @@ def build_editor_trainer(
     index = jnp.asarray(attributes)
 
     def judged(judge_vars, images):
-        return judge.judge.apply(judge_vars, images, train=False).attributes[:, index]
+        return judge_outputs(judge.judge, judge_vars, images).attributes[:, index]
 
     def detected(detector_vars, images):
-        return detector.detector.apply(detector_vars, images, train=False)[0]
+        return detect_keypoints(detector.detector, detector_vars, images)
 
     def draw(key, frozen, batch):
         k_noise, k_delta = jax.random.split(key)
