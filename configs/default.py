@@ -84,6 +84,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # Keypoint jitter (docs/design.md §3): σ of an independent N(0, σ²) offset of every keypoint of the
     # training fakes, in normalised units (0: off).
     c.train.keypoint_jitter = 0.0
+    # Recovery jitter (docs/design.md §3): N extra fakes per step whose keypoints each move by N(0, σ²);
+    # only the keypoint-recovery term sees them (needs model.keypoint_recovery_weight > 0; 0: off).
+    c.train.recovery_jitter = 0.0
+    c.train.recovery_jitter_batch = 0
     c.train.ema_decay = 0.999
     c.train.ema_warmup = True  # decay_t = min(decay, (1 + t) / (10 + t))
     c.train.fast_compile = False  # True: skip XLA's expensive passes (faster compile, slower steps)
@@ -105,6 +109,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
 
     # Keypoint detector trained on generated pairs (`lkgan detect`, docs/design.md §8).
     c.detect = ml_collections.ConfigDict()
+    c.detect.name = "detector"  # trained into RUN/NAME/ (a second detector of another seed evaluates editors)
     c.detect.steps = 2000
     c.detect.batch_size = 32
     c.detect.lr = 3e-4
@@ -178,6 +183,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.eval.eye_landmarks = (0, 1)  # inter-ocular distance between these landmarks (procedural faces: eyes)
     c.eval.judge_weights = ""  # judge.msgpack from `lkgan judge train` (metric `judge`)
     c.eval.judge_num_samples = 2000  # generated and real images per judge_fd / judge_attributes
+    # Editing (docs/design.md §14): editors measured with a second judge (eval.judge_weights) and detector.
+    c.eval.editing_detector = ""  # name of the evaluation detector under RUN/ (`lkgan detect --config.detect.name=...`)
+    c.eval.editing_num_samples = 200  # latents edited per attribute
+    c.eval.editing_seed = 4_000_000  # latents of seeds s … s + N − 1; also seeds the requested changes
+    c.eval.editing_region_radius = 0.25  # outside_share: disc radius around a local attribute's landmarks (normalised)
+    c.eval.editing_num_fit = 4096  # latents the least-squares baseline is fitted on
+    c.eval.editing_ridge = 0.01  # its ridge λ (standardised latents; keeps near-constant coordinates out)
+    c.eval.editing_num_judge_test = 1000  # held-out real faces that score each judge (the ceiling)
     c.eval.generated_pairs = 512  # held-out generated pairs for the detector-vs-generator sanity error
 
     # The judge of image fidelity on procedural faces (`lkgan judge train`, docs/design.md §7.7).

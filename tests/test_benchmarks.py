@@ -1,6 +1,7 @@
 """The benchmark scripts run and print one JSON object with their documented fields (tiny settings)."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -48,3 +49,17 @@ def test_fid_throughput_reports_images_per_second():
     out = _run("fid_throughput.py", "--resolutions", "32", "--batch-size", "2", "--num", "2", "--no-torch")
     (result,) = out["results"]
     assert result["resolution"] == 32 and result["images_per_s"] > 0 and out["random_weights"] is True
+
+
+def test_gpu_check_script_writes_every_json_and_a_summary(tmp_path):
+    """The GPU check's plumbing on the CPU, with the tiny config and a few FID images."""
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_CONFIGS": "tiny", "GPU_CHECK_STEPS": "1",
+           "GPU_CHECK_FID_NUM": "2", "GPU_CHECK_FID_RESOLUTIONS": "32", "GPU_CHECK_LIMIT": "280"}
+    result = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(tmp_path)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    expected = {"train_step_tiny_bfloat16", "train_step_tiny_float32", "edit_latency", "fid_throughput"}
+    assert summary["results"] == {name: "ok" for name in expected}
+    for name in expected:
+        assert json.loads((tmp_path / f"{name}.json").read_text())["benchmark"]

@@ -118,3 +118,39 @@ def test_attribute_op_through_lkgan_edit(run_with_judge, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == EXIT_BAD_INPUT and len(err) == 1 and message in err[0], (entries, err)
     assert not (tmp_path / "bad").exists()
+
+
+def test_editing_metrics_through_lkgan_evaluate(run_with_judge, tmp_path, capsys):
+    """Editors and baselines measured with a second judge and detector; the JSON, the picture and the one-line errors."""
+    workdir, judge = run_with_judge
+    assert main(["edit-train", "--workdir", str(workdir), f"--config.edit.judge_weights={judge}"]) == 0  # or already trained
+    second_judge = tmp_path / "judge2"
+    assert main(["judge", "train", "--workdir", str(second_judge), "--config=configs/tiny.py", "--config.judge.seed=1",
+                 "--config.data.seed=1"]) == 0
+    assert main(["detect", "--workdir", str(workdir), "--config.detect.name=detector_eval", "--config.detect.seed=1"]) == 0
+    assert (workdir / "detector_eval" / "config.json").is_file()
+    small = ["--config.eval.editing_num_samples=6", "--config.eval.editing_num_fit=96", "--config.eval.judge_num_samples=16",
+             "--config.eval.editing_num_judge_test=16", "--config.eval.batch_size=8"]
+    out = tmp_path / "editing.json"
+    args = ["evaluate", "--workdir", str(workdir), "--metrics", "editing", "--editors", "mapper", "--out", str(out), *small]
+    assert main([*args, f"--judge-weights={second_judge / 'judge.msgpack'}", "--config.eval.editing_detector=detector_eval"]) == 0
+    result = json.loads(out.read_text())
+    assert result["editing/editors"] == ["mapper", "least_squares", "random"] and len(result["editing/attributes"]) == 12
+    for name in result["editing/editors"]:
+        for key in ("accuracy_mae", "leakage_mean", "leakage_worst", "keypoint_drift_px", "outside_share", "round_trip_latent",
+                    "round_trip_image_l1", "judge_fd", "slope/mouth_open", "leakage/mouth_open->skin_tone"):
+            assert np.isfinite(result[f"editing/{name}/{key}"]), (name, key)
+    assert result["editing/random/round_trip_latent"] == pytest.approx(0.0, abs=1e-8)  # a linear edit undoes itself
+    assert "editing/eval_judge/attribute_mae/mouth_open" in result and "editing/train_judge/attribute_r2/glasses" in result
+    assert (tmp_path / "editing.editing.png").is_file()
+    capsys.readouterr()
+    for extra, message in [
+        ([f"--judge-weights={judge}", "--config.eval.editing_detector=detector_eval"], "is the training judge"),
+        ([f"--judge-weights={second_judge / 'judge.msgpack'}"], "eval.editing_detector"),
+        ([f"--judge-weights={second_judge / 'judge.msgpack'}", "--config.eval.editing_detector=nope"], "no trained detector"),
+        ([f"--judge-weights={second_judge / 'judge.msgpack'}", "--config.eval.editing_detector=detector_eval",
+          "--config.eval.editing_num_samples=0"], "eval.editing_num_samples"),
+    ]:
+        code = main([*args, *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == EXIT_BAD_INPUT and len(err) == 1 and message in err[0], (extra, err)

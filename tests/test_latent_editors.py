@@ -95,21 +95,57 @@ def test_losses_are_zero_where_they_must_be_and_hand_computed_elsewhere():
 
 
 def test_editing_metrics_of_an_editor_that_does_nothing(tiny_run):
-    from lkgan_jax.latent_editing.evaluate import editing_metrics, round_trip
+    from lkgan_jax.latent_editing.evaluate import EditingProtocol, Reading, editing_metrics, round_trip
     from lkgan_jax.pretrained import load_generator
 
     generator = load_generator(tiny_run[0])
     names, n, m = ("skin_tone", "mouth_open"), 16, 1.5
+    protocol = EditingProtocol(num_samples=n, seed=5, batch_size=8, region_radius=0.25, num_fit=8)
     rng = np.random.default_rng(5)
     requested = [rng.uniform(-m, m, n) for _ in names]
 
-    def read(images):  # "attributes": each colour channel's mean; "keypoints": the image mean
-        return jnp.mean(images, axis=(1, 2)), jnp.zeros((images.shape[0], 3, 2)) + jnp.mean(images)
+    def read(images):  # "attributes": each colour channel's mean; keypoints and landmarks: the image mean
+        b = images.shape[0]
+        centre = np.zeros((b, 10, 2)) + float(jnp.mean(images))
+        return Reading(np.asarray(jnp.mean(images, axis=(1, 2))), centre[:, :3], centre, np.ones((b, 4)))
 
-    still = editing_metrics(generator, lambda lat, d: lat, names, np.ones(2), read, (0, 1), n, 5, m, 8)
+    still, moments, images = editing_metrics(generator, lambda lat, d: lat, names, np.ones(2), read, (0, 1), m, protocol)
     for i, name in enumerate(names):
-        assert still[f"editing/accuracy_mae/{name}"] == pytest.approx(np.mean(np.abs(requested[i])), rel=1e-5)
-        assert still[f"editing/slope/{name}"] == 0.0
-    assert still["editing/leakage_mean"] == 0.0 and still["editing/keypoint_drift_px"] == 0.0
-    round = round_trip(generator, lambda lat, d: lat, 2, jnp.ones(2 * 4 + 4 * 8 + 8), 4, 0, m)
-    assert round == {"editing/round_trip_latent": 0.0, "editing/round_trip_image_l1": 0.0}
+        assert still[f"accuracy_mae/{name}"] == pytest.approx(np.mean(np.abs(requested[i])), rel=1e-5)
+        assert still[f"slope/{name}"] == 0.0
+    assert still["leakage_mean"] == 0.0 and still["keypoint_drift_px"] == 0.0
+    assert still["outside_share/mouth_open"] == 0.0 and "outside_share/skin_tone" not in still  # a local attribute only
+    assert moments.num == 2 * n and sum(len(x) for x in images) == 2 * n and images[0].dtype == np.uint8
+    round = round_trip(generator, lambda lat, d: lat, 2, jnp.ones(2 * 4 + 4 * 8 + 8), m, protocol)
+    assert round == {"round_trip_latent": 0.0, "round_trip_image_l1": 0.0}
+
+
+def test_outside_share_of_hand_built_changes():
+    from lkgan_jax.latent_editing.evaluate import outside_share
+
+    before = jnp.zeros((3, 16, 16, 3))
+    centre = np.zeros((3, 1, 2))  # the image centre
+    inside = before.at[0, 7:9, 7:9].set(1.0)  # a 2 × 2 change at the centre, within radius 0.25 (2 px)
+    inside = inside.at[1, 0, 0].set(1.0)  # a corner pixel: wholly outside
+    inside = inside.at[2, 7, 7].set(1.0).at[2, 0, 0].set(3.0)  # one part in, three parts out
+    share = outside_share(before, inside, centre, 0.25)
+    assert share == pytest.approx([0.0, 1.0, 0.75])
+
+
+def test_linear_and_random_directions():
+    from lkgan_jax.latent_editing.evaluate import linear_editor, random_directions
+
+    k, d = 2, 3
+    latent = Latent.create(jnp.zeros((2, k, 2)), jnp.zeros((2, k, d)), jnp.zeros((2, d)), 1.0)
+    width = 2 * k + k * d + d
+    directions = np.zeros((2, width))
+    directions[0, 0] = 0.5  # attribute 0 moves x of part 0; attribute 1 moves the background's last entry
+    directions[1, -1] = 2.0
+    edited = linear_editor(directions)(latent, jnp.asarray([[1.0, 0.0], [2.0, -1.0]]))
+    assert np.asarray(edited.keypoints)[:, 0, 0].tolist() == [0.5, 1.0]
+    assert np.asarray(edited.background_embedding)[:, -1].tolist() == [0.0, -2.0]
+    std = np.linspace(0.5, 2.0, width)
+    random = random_directions(directions, std, seed=0)
+    assert np.linalg.norm(random / std, axis=1) == pytest.approx(np.linalg.norm(directions / std, axis=1))
+    cosine = np.dot(random[0], directions[0]) / (np.linalg.norm(random[0]) * np.linalg.norm(directions[0]))
+    assert abs(cosine) < 0.9  # another direction of the same norm

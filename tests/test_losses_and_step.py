@@ -40,6 +40,7 @@ def test_keypoint_recovery_step_trains_the_head_and_logs_both_terms():
     with pytest.raises(ValueError, match="train.keypoint_jitter"):
         build_trainer(config, devices=jax.devices()[:1])
     config.train.keypoint_jitter = 0.05
+    config.train.recovery_jitter, config.train.recovery_jitter_batch = 0.1, 2
     trainer = build_trainer(config, devices=jax.devices()[:1])
     r = config.data.resolution
     images = jax.random.uniform(jax.random.key(3), (config.train.batch_size, r, r, 3), minval=-1, maxval=1)
@@ -48,9 +49,21 @@ def test_keypoint_recovery_step_trains_the_head_and_logs_both_terms():
         state, metrics = trainer.train_step(trainer.initial_state(), {"image": jax.device_put(images, trainer.batch_sharding)}, False)
         after, metrics = jax.device_get((state, metrics))
     assert metrics["d_keypoint_recovery"] > 0 and metrics["g_keypoint_recovery"] > 0
+    assert metrics["d_keypoint_recovery_jittered"] > 0 and metrics["g_keypoint_recovery_jittered"] > 0
     assert np.all(np.isfinite([metrics["d_loss"], metrics["g_loss"]]))
     head_change = after.d_params["keypoint_head"]["kernel"] - before.d_params["keypoint_head"]["kernel"]
     assert np.abs(head_change).max() > 0
+
+
+def test_recovery_jitter_needs_recovery_and_a_valid_sigma():
+    config = tiny.get_config()
+    config.model.keypoint_recovery_weight = 0.0
+    config.train.recovery_jitter, config.train.recovery_jitter_batch = 0.1, 2
+    with pytest.raises(ValueError, match="needs keypoint recovery"):
+        build_trainer(config, devices=jax.devices()[:1])
+    config.model.keypoint_recovery_weight, config.train.recovery_jitter = 1.0, -0.1
+    with pytest.raises(ValueError, match="train.recovery_jitter"):
+        build_trainer(config, devices=jax.devices()[:1])
 
 
 def test_ema_decay_warmup():

@@ -1,44 +1,18 @@
 """Two processes × 2 CPU devices on loopback: the multi-host code path of `lkgan train`."""
 
 import json
-import os
 import pathlib
 import subprocess
-import sys
 
-import portpicker
 import pytest
+from multiprocess_launch import launch
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TIMEOUT_S = 400
 
 
 def _launch(workdir: pathlib.Path, steps: int) -> list[subprocess.CompletedProcess]:
-    port = portpicker.pick_unused_port()
-    procs = []
-    for process_id in range(2):
-        env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",
-            "JAX_NUM_CPU_DEVICES": "2",
-            "LKGAN_DISTRIBUTED": "1",
-            "LKGAN_COORDINATOR": f"127.0.0.1:{port}",
-            "LKGAN_NUM_PROCESSES": "2",
-            "LKGAN_PROCESS_ID": str(process_id),
-        }
-        cmd = [sys.executable, "-m", "lkgan_jax.cli.main", "train", "--workdir", str(workdir), "--config=configs/tiny.py",
-               f"--config.train.steps={steps}", "--config.train.checkpoint_every=2", "--config.train.sample_every=2"]
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    results = []
-    for proc in procs:
-        try:
-            out, _ = proc.communicate(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
-            pytest.fail("multi-process run timed out")
-        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out))
-    return results
+    args = ["train", "--workdir", str(workdir), "--config=configs/tiny.py", f"--config.train.steps={steps}",
+            "--config.train.checkpoint_every=2", "--config.train.sample_every=2"]
+    return launch(lambda process: args, 2, check=False)
 
 
 @pytest.mark.slow

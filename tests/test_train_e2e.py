@@ -141,12 +141,16 @@ def test_image_folder_with_corrupt_file_trains_and_reports_the_skip(tmp_path, ca
     export_procedural(folder, num=12, resolution=40)
     (folder / "images" / "broken.png").write_bytes(b"not a png at all")
     workdir = tmp_path / "run"
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         code = main(["train", "--workdir", str(workdir), f"--config={TINY}", "--config.data.source=folder",
                      f"--config.data.path={folder}", "--config.train.steps=4"])
     assert code == 0
-    assert any("broken.png" in r.getMessage() for r in caplog.records)
-    assert sorted(_metrics(workdir)) == [2, 4]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("broken.png" in m for m in messages)
+    assert any("unreadable file(s) or record(s) in total" in m for m in messages)  # the total, at the end of the run
+    rows = _metrics(workdir)
+    assert sorted(rows) == [2, 4]
+    assert all(row["data_skipped_files"] >= 1 for row in rows.values())
 
 
 def test_resume_with_another_model_config_is_refused(tmp_path, capsys):

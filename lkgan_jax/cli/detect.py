@@ -3,8 +3,11 @@
   lkgan detect --workdir RUN [--step N] [--config=configs/NAME.py] [--config.detect.steps=N ...]
 
 The ``detect`` and ``eval`` sections come from ``--config`` when given, else from the run's own config.
-Outputs go to ``RUN/detector/`` (see ``lkgan_jax.detection.train``); running it again resumes. With
+Outputs go to ``RUN/detector/`` (``RUN/NAME/`` with ``--config.detect.name=NAME``, e.g. a second detector
+of another seed for evaluating editors) (see ``lkgan_jax.detection.train``); running it again resumes. With
 ``detect.eval_every > 0`` the landmark metric runs during training against the run's data source.
+In a multi-process job (``LKGAN_DISTRIBUTED=1``, as for ``lkgan train``) every process runs the same
+command; only process 0 writes the detector's config, metrics and this summary line.
 """
 
 from __future__ import annotations
@@ -26,10 +29,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
+    import jax
+
+    from lkgan_jax.cli.main import _maybe_initialize_distributed
     from lkgan_jax.detection.inference import detector_dir
+    from lkgan_jax.workdir import DETECTOR_DIR
     from lkgan_jax.detection.train import train_detector
 
     config = config_for_run(read_config(args.workdir), ("detect", "eval"), args.config, overrides)
+    _maybe_initialize_distributed()
     start = time.perf_counter()
     state = train_detector(args.workdir, config, args.step)
-    print(f"detector at step {int(state.step)} after {format_duration(time.perf_counter() - start)}; saved in {detector_dir(args.workdir)}")
+    if jax.process_index() == 0:
+        print(f"detector at step {int(state.step)} after {format_duration(time.perf_counter() - start)}; saved in {detector_dir(args.workdir, config.detect.get('name', DETECTOR_DIR))}")

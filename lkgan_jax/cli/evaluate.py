@@ -1,8 +1,8 @@
 """``lkgan evaluate``: metrics of a trained run, or FID of two image folders, as one JSON object.
 
-  lkgan evaluate --workdir RUN [--step N] --metrics fid,kid,fid_interp,cpd,locality,landmarks,judge
+  lkgan evaluate --workdir RUN [--step N] --metrics fid,kid,fid_interp,cpd,locality,landmarks,judge,editing
                  [--real procedural|folder:PATH|arrayrecord:PATH] [--num-samples N] [--num-real N]
-                 [--cpd-pairs N] [--locality-pairs N]
+                 [--cpd-pairs N] [--locality-pairs N] [--editors NAME,...]
                  [--inception-weights PATH] [--protocol pytorch_fid|tf_legacy] [--judge-weights PATH]
                  [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
   lkgan evaluate fid --real DIR --fake DIR --inception-weights PATH --out FILE.json
@@ -13,12 +13,22 @@ plus provenance:
 ``step``, ``num_samples``, ``num_real``, ``protocol``, ``inception_sha256``, versions, device and
 ``seconds/<metric>``. The ``eval`` config section comes from ``--config`` when given, else from the
 run's own config. FID-type metrics need pytorch-fid's weight file (a local path; no downloads).
+
+``editing`` measures the run's learned attribute editors (``lkgan edit-train``; all of them, or
+``--editors``) and two baselines with a second judge (``--judge-weights``) and a second detector
+(``eval.editing_detector``), and writes a picture beside the JSON (``OUT.editing.png``; see
+``lkgan_jax.latent_editing.evaluate``).
+
+In a multi-process job (``LKGAN_DISTRIBUTED=1``, as for ``lkgan train``) every process runs the same
+command: each computes its share of the samples, all get the same numbers, and only process 0 writes
+the JSON (``lkgan_jax.evaluation.run_metrics``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import time
 from typing import Any
@@ -34,17 +44,20 @@ from lkgan_jax.evaluation.kid import kernel_inception_distance
 from lkgan_jax.evaluation.landmarks import check_labelled
 from lkgan_jax.evaluation.preprocess import DEFAULT_PROTOCOL, PROTOCOLS
 from lkgan_jax.keypointgan.evaluate import is_keypointgan_run
-from lkgan_jax.evaluation.run_metrics import METRICS, EvalSetup, RunEvaluation, evaluate, parse_metric_names
+from lkgan_jax.evaluation.run_metrics import METRICS, EvalSetup, RunEvaluation, evaluate, parse_metric_names, take_rows
 from lkgan_jax.pretrained import load_generator
 from lkgan_jax.utils import files
 from lkgan_jax.workdir import read_config
+
+EDITING = "editing"  # the learned editors' metric: computed here, outside the generator metric registry
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("evaluate", help="compute metrics of a trained run (or FID of two folders) as JSON")
     parser.add_argument("mode", nargs="?", choices=["fid"], help="'fid': FID and KID of two image folders")
     add_run_arguments(parser, workdir_required=False)
-    parser.add_argument("--metrics", help=f"comma-separated: {', '.join(METRICS)}")
+    parser.add_argument("--metrics", help=f"comma-separated: {', '.join((*METRICS, EDITING))}")
+    parser.add_argument("--editors", default=None, help="editing: comma-separated editor names (default: every trained editor)")
     parser.add_argument("--real", default=None, help="real images: procedural, folder:PATH or arrayrecord:PATH (default: the run's data; a folder with `fid`)")
     parser.add_argument("--fake", default=None, help="generated images folder (with `fid`)")
     parser.add_argument("--num-samples", type=int, default=None, help="generated images per FID (default: eval.num_samples)")
@@ -75,16 +88,23 @@ def provenance() -> dict[str, Any]:
     device = jax.devices()[0]
     return {
         "versions": {"lkgan_jax": lkgan_jax.__version__, "jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__},
-        "device": {"kind": device.device_kind, "platform": device.platform, "count": jax.device_count()},
+        "device": {"kind": device.device_kind, "platform": device.platform, "count": jax.device_count(),
+                   "processes": jax.process_count()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
+    import jax
+
+    from lkgan_jax.cli.main import _maybe_initialize_distributed
+
+    _maybe_initialize_distributed()
     result = _folders_fid(args, overrides) if args.mode == "fid" else _run_metrics(args, overrides)
     result.update(provenance())
-    files.write_json(args.out, result)
-    print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
+    if jax.process_index() == 0:
+        files.write_json(args.out, result)
+        print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
 
 
 def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
@@ -92,13 +112,16 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
         raise ValueError("lkgan evaluate needs --workdir and --metrics (or the `fid` mode with --real and --fake)")
     if args.fake:
         raise ValueError("--fake is only for `lkgan evaluate fid --real DIR --fake DIR`")
-    names = parse_metric_names(args.metrics)
+    requested = parse_metric_names(args.metrics, extra=(EDITING,))
+    names = tuple(n for n in requested if n != EDITING)
+    if args.editors and EDITING not in requested:
+        raise ValueError("--editors is for --metrics editing")
     for flag in ("num_samples", "num_real", "cpd_pairs", "locality_pairs"):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     config = config_for_run(read_config(args.workdir), ("eval",), args.config, overrides)
     if is_keypointgan_run(config):
-        return _keypointgan_metrics(args, config, names)
+        return _keypointgan_metrics(args, config, requested)
     if args.judge_weights:
         config.eval.judge_weights = args.judge_weights
     real = ImageSource.parse(args.real) if args.real else ImageSource.from_data_config(config.data)
@@ -113,7 +136,30 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
         load_detector=lambda: load_detector_run(args.workdir),
         workdir=args.workdir,
     )
-    return {"workdir": str(args.workdir), "metrics": list(names), "real": str(real), **evaluate(run, names)}
+    result = {"workdir": str(args.workdir), "metrics": list(requested), "real": str(real), **evaluate(run, names)}
+    if EDITING in requested:
+        result.update(_editing_metrics(args, config, setup))
+    return result
+
+
+def _editing_metrics(args: argparse.Namespace, config: Any, setup: EvalSetup) -> dict[str, Any]:
+    """The ``editing`` metrics (computed whole on every process) and their picture, ``OUT.editing.png``."""
+    import jax
+
+    from lkgan_jax.latent_editing.evaluate import evaluate_run_editing
+    from lkgan_jax.utils import visualize
+
+    start = time.perf_counter()
+    extractor = real_features = None
+    if setup.inception_weights or config.eval.get("inception_weights"):
+        extractor = setup.extractor
+        real_features = setup.real_statistics(load_generator(args.workdir, args.step).resolution).features
+    editors = [n.strip() for n in args.editors.split(",") if n.strip()] if args.editors else None
+    metrics, picture = evaluate_run_editing(args.workdir, config, editors, extractor, real_features)
+    path = str(args.out).removesuffix(".json") + ".editing.png"
+    if jax.process_index() == 0:
+        visualize.save_png(path, picture)
+    return {**metrics, "editing/picture": path, "seconds/editing": round(time.perf_counter() - start, 3)}
 
 
 def _keypointgan_metrics(args: argparse.Namespace, config: Any, names: tuple[str, ...]) -> dict[str, Any]:
@@ -146,7 +192,8 @@ def _folders_fid(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
     stats = {}
     for name, path in (("real", args.real), ("fake", args.fake)):
         start = time.perf_counter()
-        stats[name] = extractor.statistics(iterate_folder_batches(path, args.batch_size), keep_features=True)
+        batches = iterate_folder_batches(path, args.batch_size)  # every process reads; each extracts a share
+        stats[name] = extractor.sharded_statistics(functools.partial(take_rows, batches), len(batches))
         timings[f"seconds/{name}_features"] = round(time.perf_counter() - start, 3)
     kid_mean, kid_std = kernel_inception_distance(stats["fake"].features, stats["real"].features)
     return {

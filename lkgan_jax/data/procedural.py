@@ -38,6 +38,10 @@ ATTRIBUTE_NAMES: tuple[str, ...] = (
     "skin_tone", "hair_colour_id", "hair_lightness", "eye_colour_id", "glasses", "eyes_closed",
     "mouth_open", "head_scale", "rotation", "x", "y", "background_hue",
 )
+# The local attributes and the landmarks their pixels are drawn around (the others change the whole face).
+ATTRIBUTE_LANDMARKS: dict[str, tuple[int, ...]] = {
+    "eye_colour_id": (0, 1), "glasses": (0, 1, 2), "eyes_closed": (0, 1), "mouth_open": (3, 4, 5),
+}
 SKELETON_EDGES: list[tuple[int, int]] = [
     (0, 1),  # eye - eye
     (0, 2), (1, 2),  # eyes - nose

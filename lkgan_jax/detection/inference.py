@@ -53,8 +53,11 @@ class DetectorRun:
     generator: TrainedGenerator
 
 
-def detector_dir(workdir: str | pathlib.Path) -> pathlib.Path:
-    return pathlib.Path(workdir) / DETECTOR_DIR
+def detector_dir(workdir: str | pathlib.Path, name: str = DETECTOR_DIR) -> pathlib.Path:
+    """``RUN/NAME``: where ``lkgan detect`` trains the detector ``detect.name`` (default ``detector``)."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"detect.name must be a plain directory name, got {name!r}")
+    return pathlib.Path(workdir) / name
 
 
 def random_detector(detect_config: ml_collections.ConfigDict, num_keypoints: int, resolution: int, seed: int) -> TrainedDetector:
@@ -64,11 +67,14 @@ def random_detector(detect_config: ml_collections.ConfigDict, num_keypoints: int
     return TrainedDetector(detector, variables, step=0)
 
 
-def load_detector(workdir: str | pathlib.Path, step: int | None = None) -> tuple[TrainedDetector, ml_collections.ConfigDict, int]:
-    """The trained detector of ``workdir`` → (detector, its detect config, the generator step it used)."""
-    directory = detector_dir(workdir)
+def load_detector(
+    workdir: str | pathlib.Path, step: int | None = None, name: str = DETECTOR_DIR
+) -> tuple[TrainedDetector, ml_collections.ConfigDict, int]:
+    """The trained detector ``name`` of ``workdir`` → (detector, its detect config, the generator step it used)."""
+    directory = detector_dir(workdir, name)
     if not (directory / CONFIG_FILE).exists():
-        raise FileNotFoundError(f"no trained detector in {directory}; run `lkgan detect --workdir {workdir}` first")
+        flag = "" if name == DETECTOR_DIR else f" --config.detect.name={name}"
+        raise FileNotFoundError(f"no trained detector in {directory}; run `lkgan detect --workdir {workdir}{flag}` first")
     saved = json.loads((directory / CONFIG_FILE).read_text())
     detect_config = ml_collections.ConfigDict(saved["detect"])
     model_config = read_config(workdir).model  # the shapes suffice: no generator weights are read

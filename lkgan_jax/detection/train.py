@@ -38,7 +38,7 @@ from lkgan_jax.models.heatmaps import keypoint_heatmaps
 from lkgan_jax.models.sampling import TrainedGenerator, generated_pairs
 from lkgan_jax.train import harness, health
 from lkgan_jax.utils import files
-from lkgan_jax.workdir import CONFIG_FILE
+from lkgan_jax.workdir import CONFIG_FILE, DETECTOR_DIR
 
 # Fields of the detect section that define the network; a resumed run must keep them.
 ARCHITECTURE_FIELDS = ("input_size", "down_channels", "up_channels")
@@ -127,9 +127,9 @@ def _write_detector_config(directory: pathlib.Path, detect_config: ml_collection
         files.write_json(path, new)
 
 
-def recorded_generator_step(workdir: str | pathlib.Path) -> int | None:
-    """The generator step an existing detector of ``workdir`` was trained on (None if there is none)."""
-    path = detector_dir(workdir) / CONFIG_FILE
+def recorded_generator_step(workdir: str | pathlib.Path, name: str = DETECTOR_DIR) -> int | None:
+    """The generator step an existing detector ``name`` of ``workdir`` was trained on (None if there is none)."""
+    path = detector_dir(workdir, name) / CONFIG_FILE
     return json.loads(path.read_text())["generator_step"] if path.exists() else None
 
 
@@ -141,7 +141,7 @@ def generator_inputs(g_variables: Any) -> Iterator[tuple]:
 def detector_task(trainer: DetectorTrainer, run_config: ml_collections.ConfigDict, directory: pathlib.Path) -> harness.Task:
     """The detector as a harness task; ``run_config`` is the run's config with this ``detect`` section."""
     c, generator = trainer.config, trainer.generator
-    g_variables = jax.device_put(generator.variables, parallel.replicated(trainer.mesh))
+    g_variables = parallel.replicate(generator.variables, trainer.mesh)
     generator = dataclasses.replace(generator, variables=g_variables)  # evaluation runs on the task's mesh
     evaluate = None
     if c.get("eval_every", 0) > 0:
@@ -176,10 +176,12 @@ def train_detector(workdir: str | pathlib.Path, run_config: ml_collections.Confi
     """
     from lkgan_jax.pretrained import load_generator
 
-    recorded = recorded_generator_step(workdir)
+    name = run_config.detect.get("name", DETECTOR_DIR)
+    directory = detector_dir(workdir, name)
+    recorded = recorded_generator_step(workdir, name)
     if recorded is not None and generator_step is not None and recorded != generator_step:
-        raise ValueError(f"the detector in {detector_dir(workdir)} was trained on generator step {recorded}, not {generator_step}")
+        raise ValueError(f"the detector in {directory} was trained on generator step {recorded}, not {generator_step}")
     run_metrics.check_training_metrics(run_config, "detect")
     generator = load_generator(workdir, recorded if recorded is not None else generator_step)
     trainer = build_detector_trainer(run_config.detect, generator)
-    return harness.run(detector_task(trainer, run_config, detector_dir(workdir)))
+    return harness.run(detector_task(trainer, run_config, directory))

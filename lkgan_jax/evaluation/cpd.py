@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lkgan_jax import parallel
 from lkgan_jax.models.latent import Latent
-from lkgan_jax.utils.batching import padded_batches
 
 # (variables, Latent (B, ...)) -> images (B, H, W, 3); the variables are an argument, not a closure,
 # so a large generator's weights never become constants of the compiled program.
@@ -154,19 +154,19 @@ def compute_cpd(
 
     ``latents_of(seeds (P,)) -> Latent`` gives the samples, ``render(variables, latent)`` renders any batch.
     Pairs are processed ``pairs_per_call`` at a time (the last call padded with repeats that are
-    not counted, so one compiled program serves every call). Returns ``cpd``, ``cpd_raw``, ``cpd_matrix`` (G×G list) and the settings.
+    not counted, so one compiled program serves every call); in a multi-process job each process takes
+    a share of the calls and the per-pair correlations are summed in pair order (``parallel.sum_rows``).
+    Returns ``cpd``, ``cpd_raw``, ``cpd_matrix`` (G×G list) and the settings.
     """
     if num_pairs <= 0 or pairs_per_call <= 0:
         raise ValueError(f"CPD needs positive num_pairs and pairs_per_call, got {num_pairs}, {pairs_per_call}")
     groups.check(num_parts)
     correlations = _cached_pair_correlations(render, groups, num_parts)
-    total_clipped = np.zeros((groups.size, groups.size))
-    total_raw = np.zeros_like(total_clipped)
-    for index, count in padded_batches(num_pairs, pairs_per_call):
-        a, b = latents_of(seed + 2 * index), latents_of(seed + 2 * index + 1)
-        clipped, raw = correlations(variables, a, b)
-        total_clipped += np.asarray(clipped, np.float64)[:count].sum(axis=0)
-        total_raw += np.asarray(raw, np.float64)[:count].sum(axis=0)
+
+    def pair_correlations(index: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        return correlations(variables, latents_of(seed + 2 * index), latents_of(seed + 2 * index + 1))
+
+    total_clipped, total_raw = parallel.sum_rows(pair_correlations, num_pairs, pairs_per_call)
     matrix = total_clipped / num_pairs
     return {
         **background_scores(matrix, groups.background),

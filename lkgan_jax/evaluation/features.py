@@ -10,18 +10,22 @@ the next batch.
 
 ``RunningMoments`` merges per-batch centred moments in float64 on the host (Chan et al.), so
 statistics of any number of images need O(D²) memory; covariances are unbiased (÷ N − 1).
+``sharded_statistics`` splits the images over the processes of a multi-process job and gives every
+process the numbers of one process (docs/design.md §7.1).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from lkgan_jax import parallel
 from lkgan_jax.evaluation import inception
 from lkgan_jax.evaluation.fid import Statistics
 from lkgan_jax.evaluation.inception import FEATURE_DIM, FidInceptionV3
@@ -72,6 +76,15 @@ class RunningMoments:
             raise ValueError(f"FID statistics need at least 2 images, got {self.num}")
         features = np.concatenate(self._kept) if self.keep_features else None
         return Statistics(self._mean.copy(), self._scatter / (self.num - 1), self.num, features)
+
+
+def moments(rows: np.ndarray, batch_size: int, keep_features: bool = False) -> Statistics:
+    """``Statistics`` of feature rows (N, D), merged ``batch_size`` rows at a time in order: the numbers of
+    ``RunningMoments`` fed the same rows in batches of that size (as ``FeatureExtractor.statistics`` does)."""
+    running = RunningMoments(keep_features=keep_features)
+    for start in range(0, len(rows), batch_size):
+        running.update(rows[start: start + batch_size])
+    return running.statistics()
 
 
 def _check_batch(batch: Any) -> np.ndarray:
@@ -177,7 +190,20 @@ class FeatureExtractor:
 
     def statistics(self, images: Images, keep_features: bool = False) -> Statistics:
         """Streaming ``Statistics`` (float64 moments; float32 features too when ``keep_features``)."""
-        moments = RunningMoments(keep_features=keep_features)
+        running = RunningMoments(keep_features=keep_features)
         for features in self.iter_features(images):
-            moments.update(features)
-        return moments.statistics()
+            running.update(features)
+        return running.statistics()
+
+    def sharded_statistics(self, images_of: Callable[[range], Images], num: int, images_batch_size: int = 1) -> Statistics:
+        """``statistics(images_of(range(num)), keep_features=True)``, each process extracting its share.
+
+        ``images_of(indices)`` gives the uint8 images of a contiguous range, made ``images_batch_size`` at a
+        time from its start (1: one by one). Shares are whole multiples of that and of ``batch_size``
+        (``parallel.sharded_rows``), so each image is made and its features extracted in the same batch as
+        on one process; the features are gathered in index order and merged per ``batch_size`` rows
+        (``moments``): every process gets the numbers of one process.
+        """
+        unit = math.lcm(self.batch_size, images_batch_size)
+        features = parallel.sharded_rows(lambda indices: self.extract(images_of(indices)), num, unit)
+        return moments(features, self.batch_size, keep_features=True)

@@ -21,9 +21,11 @@ import os
 import pathlib
 from typing import Any, Callable
 
+import jax
 import numpy as np
 from absl import logging
 
+from lkgan_jax import parallel
 from lkgan_jax.data.image_folder import find_image_files
 from lkgan_jax.utils.files import files_sha256, save_npz
 
@@ -160,19 +162,31 @@ def cached_statistics(
     Callers key real sets by what determines the numbers: content hash (``folder_content_hash``) or
     dataset version, resolution, protocol, N, the weights' SHA-256 and whether features are kept. The
     file (``cache_path``) is written atomically and records the key's JSON as ``key_json``; a cached
-    file that cannot be read is recomputed and overwritten.
+    file that cannot be read is recomputed and overwritten. In a multi-process job the file is used only
+    when every process reads it (else all of them compute, as ``compute`` may split its work over them),
+    and only process 0 writes it.
     """
     path = cache_path(key_parts, cache_dir)
-    if path.is_file():
-        try:
-            return Statistics.load(path)
-        except ValueError as error:
-            logging.warning("Recomputing unreadable cached FID statistics %s (%s).", path, error)
+    statistics = _read_cached(path)
+    if parallel.all_processes(statistics is not None):
+        return statistics
     statistics = compute()
     if not isinstance(statistics, Statistics):
         raise TypeError(f"cached_statistics: compute() must return Statistics, got {type(statistics).__name__}")
-    statistics.save(path, key_json=np.asarray(_canonical_json(key_parts)))
+    if jax.process_index() == 0:
+        statistics.save(path, key_json=np.asarray(_canonical_json(key_parts)))
     return statistics
+
+
+def _read_cached(path: pathlib.Path) -> Statistics | None:
+    """The statistics stored at ``path``, or None when there are none or they cannot be read (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        return Statistics.load(path)
+    except ValueError as error:
+        logging.warning("Recomputing unreadable cached FID statistics %s (%s).", path, error)
+        return None
 
 
 def folder_content_hash(path: str | os.PathLike) -> str:

@@ -10,7 +10,8 @@ split. Errors, with keypoints and landmarks in the convention of docs/design.md 
 Labelled sources: ``procedural`` (the procedural faces' 10 landmarks; regression-train from the train
 split, test from the test split), ``folder:PATH`` (an image folder with ``landmarks.csv`` in pixel
 coordinates) and ``arrayrecord:PATH`` (shards with landmarks, ``lkgan prepare ... --format
-arrayrecord``); stored sets are split by a seeded shuffle.
+arrayrecord``); stored sets are split by a seeded shuffle. In a multi-process job every process loads
+the splits and detects a share of the images; the regression runs whole on every process.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from lkgan_jax import parallel
 from lkgan_jax.conventions import pixels_per_unit, uint8_to_float
 from lkgan_jax.data.export import LANDMARKS_CSV
 from lkgan_jax.data.array_records import read_metadata
@@ -148,9 +150,12 @@ def protocol_errors(
     eye_landmarks: tuple[int, int],
     batch_size: int,
 ) -> dict[str, float]:
-    """Runs ``detect`` (float images in [-1, 1] → keypoints) on both splits, regresses, scores the test split."""
+    """Runs ``detect`` (float images in [-1, 1] → keypoints) on both splits, regresses, scores the test split.
+
+    In a multi-process job each process detects a share of the images (``parallel.map_rows``).
+    """
     def keypoints(split: LabelledSplit) -> np.ndarray:
-        return in_batches(lambda x: detect(uint8_to_float(x)), split.images, batch_size)
+        return parallel.map_rows(lambda index: detect(uint8_to_float(split.images[index])), len(split), batch_size)
 
     predicted = regress_landmarks(keypoints(train), train.landmarks, keypoints(test))
     return landmark_errors(predicted, test.landmarks, resolution, eye_landmarks)
@@ -191,11 +196,17 @@ def landmark_metrics(
         "mean_landmarks": mean_landmark_errors(train, test, resolution, eyes),
     }
     pairs = jax.jit(generated_pairs, static_argnums=(0, 3))  # the weights are an argument, not constants
-    distances = []
-    for i in range(-(-e.generated_pairs // e.batch_size)):
-        images, latent = pairs(generator.generator, generator.variables, jax.random.fold_in(jax.random.key(e.seed), i), e.batch_size)
-        distances.append(np.linalg.norm(np.asarray(detector.detect(images)) - np.asarray(latent.keypoints), axis=-1))
-    generated_error = float(np.mean(np.concatenate(distances)[: e.generated_pairs]) * pixels_per_unit(resolution) / resolution * 100.0)
+
+    def distances(batches: range) -> np.ndarray:
+        """Detector-vs-generator keypoint distances (len(batches) · batch_size, K) of generated batches ``batches``."""
+        rows = []
+        for i in batches:
+            images, latent = pairs(generator.generator, generator.variables, jax.random.fold_in(jax.random.key(e.seed), i), e.batch_size)
+            rows.append(np.linalg.norm(np.asarray(detector.detect(images)) - np.asarray(latent.keypoints), axis=-1))
+        return np.concatenate(rows)
+
+    generated = parallel.sharded_rows(distances, -(-e.generated_pairs // e.batch_size))
+    generated_error = float(np.mean(generated[: e.generated_pairs]) * pixels_per_unit(resolution) / resolution * 100.0)
     metrics: dict[str, float | int | str] = {f"landmarks/{k}": v for k, v in results["trained"].items()}
     for name in ("random_detector", "mean_landmarks"):
         metrics.update({f"landmarks/{name}/{k}": v for k, v in results[name].items()})

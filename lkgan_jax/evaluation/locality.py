@@ -35,10 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lkgan_jax import parallel
 from lkgan_jax.conventions import coordinate_grid, pixels_per_unit
 from lkgan_jax.evaluation.cpd import Renderer, swapped_latents
 from lkgan_jax.models.latent import Latent
-from lkgan_jax.utils.batching import padded_batches
 
 # (detector variables, images (B, R, R, 3)) -> keypoints (B, K, 2), or None when no detector is given.
 Detect = Callable[[Any, jax.Array], jax.Array]
@@ -197,20 +197,21 @@ def compute_locality(
 ) -> dict[str, Any]:
     """The locality metrics over ``num_pairs`` pairs (seeds ``seed + 2i``, ``seed + 2i + 1``).
 
-    Pairs go ``pairs_per_call`` at a time (the last call padded with repeats that are not counted).
-    Returns ``locality/...`` floats (averaged over parts), their ``.../per_part`` lists and the settings.
+    Pairs go ``pairs_per_call`` at a time (the last call padded with repeats that are not counted); in a
+    multi-process job each process takes a share of the calls and the per-pair sums are added in pair
+    order (``parallel.sum_rows``). Returns ``locality/...`` floats (averaged over parts), their
+    ``.../per_part`` lists and the settings.
     """
     if num_pairs <= 0 or pairs_per_call <= 0:
         raise ValueError(f"locality needs positive num_pairs and pairs_per_call, got {num_pairs}, {pairs_per_call}")
     settings.check()
     program = _statistics_program(render, settings, detect)
-    totals: dict[str, np.ndarray] = {}
-    for index, count in padded_batches(num_pairs, pairs_per_call):
+
+    def pair_sums(index: np.ndarray) -> dict[str, jax.Array]:  # every entry has the pair axis first
         a, b = latents_of(seed + 2 * index), latents_of(seed + 2 * index + 1)
-        directions = DIRECTIONS[index % len(DIRECTIONS)]
-        sums = jax.device_get(program(variables, a, b, directions, detector_variables))
-        for name, value in sums.items():  # every entry has the pair axis first
-            totals[name] = totals.get(name, 0.0) + np.asarray(value, np.float64)[:count].sum(axis=0)
+        return program(variables, a, b, DIRECTIONS[index % len(DIRECTIONS)], detector_variables)
+
+    totals = parallel.sum_rows(pair_sums, num_pairs, pairs_per_call)
 
     result: dict[str, Any] = {}
     share = _ratio(totals["energy_inside"], totals["energy"][None])  # (R, K)

@@ -8,6 +8,12 @@ before feature extraction. Sample i of FID/KID is the image of seed ``eval.seed 
 image i interpolates the latents of seeds ``s + 2i`` and ``s + 2i + 1`` (``s = eval.interp_seed``) at
 α_i ~ U(0, 1) (seeded) in one factor (``parts``, ``positions``, ``background``) or all of them.
 Real statistics are cached on disk (``fid.cached_statistics``) keyed by what determines them.
+
+In a multi-process job every process runs the same evaluation: FID, KID, FID_interp, CPD, locality,
+judge and landmarks split their samples (pairs, images) over the processes in whole batches, gather
+the per-sample rows in sample order and reduce them as one process does (``parallel.sharded_rows``), so
+every process gets the numbers of one process; models held in memory are first copied whole to each
+process (``evaluate_in_memory``). Only process 0 writes files.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import functools
 import hashlib
 import pathlib
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+import jax
 import numpy as np
 from absl import logging
 
+from lkgan_jax import parallel
 from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.data.procedural import render_faces
 from lkgan_jax.data.sources import FOLDER, PROCEDURAL, ImageSource
@@ -97,8 +105,11 @@ class EvalSetup:
         cache = self.__dict__.setdefault("_judge_statistics", {})
         if (resolution, split) not in cache:
             e = self.config.eval
-            batches = judged.face_batches(self.config.data.seed, split, resolution, e.judge_num_samples, e.batch_size)
-            cache[resolution, split] = judged.judge_statistics(self.judge, batches)
+
+            def batches_of(indices: range) -> Iterator[np.ndarray]:
+                return judged.face_batches(self.config.data.seed, split, resolution, indices, e.batch_size)
+
+            cache[resolution, split] = judged.sharded_judge_statistics(self.judge, batches_of, e.judge_num_samples, e.batch_size)
         return cache[resolution, split]
 
     @property
@@ -134,7 +145,7 @@ class EvalSetup:
             key.update(set="folder", content_sha256=fid.folder_content_hash(self.real.path))
         else:  # stored sets: their files, as stored
             key.update(set=self.real.kind, content_sha256=self.real.open(resolution).content_sha256())
-        return fid.cached_statistics(key, lambda: self.extractor.statistics(batches(), keep_features=True))
+        return fid.cached_statistics(key, lambda: self.extractor.sharded_statistics(lambda indices: take_rows(batches(), indices), num))
 
 
 @dataclasses.dataclass
@@ -194,19 +205,36 @@ class RunEvaluation:
         return self.generated_statistics(seed_latents(self.generator, self.config.eval.seed))
 
     def generated_statistics(self, latents_of: Callable[[np.ndarray], Latent]) -> fid.Statistics:
-        batches = rendered_batches(self.generator, latents_of, self.setup.samples, self.config.eval.batch_size)
-        return self.setup.extractor.statistics(batches, keep_features=True)
+        """Statistics (with features) of images 0 … num_samples − 1, each process rendering its share."""
+        batch_size = self.config.eval.batch_size
+
+        def images_of(indices: range) -> Iterator[np.ndarray]:
+            return rendered_batches(self.generator, latents_of, indices, batch_size)
+
+        return self.setup.extractor.sharded_statistics(images_of, self.setup.samples, batch_size)
 
 
 def rendered_batches(
-    model: TrainedGenerator, latents_of: Callable[[np.ndarray], Latent], num: int, batch_size: int
+    model: TrainedGenerator, latents_of: Callable[[np.ndarray], Latent], indices: range, batch_size: int
 ) -> Iterator[np.ndarray]:
-    """uint8 (b, R, R, 3) batches of images 0 .. num−1, ``latents_of(indices)`` giving their latents.
+    """uint8 (b, R, R, 3) batches of images ``indices`` (a range), ``latents_of(indices)`` giving their latents.
 
     Every call renders ``batch_size`` latents (the last indices repeated), so one program serves all.
     """
-    for indices, count in padded_batches(num, batch_size):
-        yield float_to_uint8(model.render(latents_of(indices)))[:count]
+    for batch, count in padded_batches(len(indices), batch_size):
+        yield float_to_uint8(model.render(latents_of(indices.start + batch)))[:count]
+
+
+def take_rows(batches: Iterable[np.ndarray], indices: range) -> Iterator[np.ndarray]:
+    """The rows ``indices`` (a range) of a stream of batches, rows counted from the first batch's first."""
+    start = 0
+    for batch in batches:
+        part = batch[max(0, indices.start - start): max(0, indices.stop - start)]
+        if len(part):
+            yield part
+        start += len(batch)
+        if start >= indices.stop:
+            return
 
 
 def real_batches(source: ImageSource, resolution: int, num: int, batch_size: int, data_seed: int) -> Iterator[np.ndarray]:
@@ -336,12 +364,16 @@ def judge_metric(run: RunEvaluation) -> dict[str, Any]:
         raise ValueError(f"the judge scores procedural faces only; the real images here are {run.setup.real}")
     e, setup = run.config.eval, run.setup
     resolution = run.generator.resolution
-    batches = rendered_batches(run.generator, seed_latents(run.generator, e.seed), e.judge_num_samples, e.batch_size)
+
+    def batches_of(indices: range) -> Iterator[np.ndarray]:
+        return rendered_batches(run.generator, seed_latents(run.generator, e.seed), indices, e.batch_size)
+
+    generated = judged.sharded_judge_statistics(setup.judge, batches_of, e.judge_num_samples, e.batch_size)
     train = setup.judge_real_statistics(resolution, "train")
     floor = judged.judged_distances(setup.judge_real_statistics(resolution, "test"), train)
     return {
         **run.provenance(),
-        **judged.judged_distances(judged.judge_statistics(setup.judge, batches), train),
+        **judged.judged_distances(generated, train),
         **{f"{name}_floor": value for name, value in floor.items()},
         "judge_num_samples": e.judge_num_samples,
         "judge_sha256": setup.judge.sha256,
@@ -381,12 +413,15 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def parse_metric_names(text: str, field: str = "--metrics") -> tuple[str, ...]:
-    """'cpd,fid' → ('cpd', 'fid'); a one-line error for an empty list or an unknown name."""
+def parse_metric_names(text: str, field: str = "--metrics", extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """'cpd,fid' → ('cpd', 'fid'); a one-line error for an empty list or an unknown name.
+
+    ``extra`` names metrics outside the registry that the caller computes itself (``editing``)."""
     names = tuple(n.strip() for n in str(text).split(",") if n.strip())
-    unknown = [n for n in names if n not in METRICS]
+    known = (*METRICS, *extra)
+    unknown = [n for n in names if n not in known]
     if not names or unknown:
-        raise ValueError(f"{field}: unknown metric {unknown[0] if unknown else '(none given)'}; choose from {', '.join(METRICS)}")
+        raise ValueError(f"{field}: unknown metric {unknown[0] if unknown else '(none given)'}; choose from {', '.join(known)}")
     return names
 
 
@@ -401,9 +436,23 @@ def evaluate(run: RunEvaluation, names: tuple[str, ...] | list[str]) -> dict[str
 
 
 def evaluate_in_memory(setup: EvalSetup, generator: TrainedGenerator, detector: DetectorRun | None = None) -> dict[str, float]:
-    """The values of ``setup.metric_names`` for models held in memory (evaluation during training)."""
+    """The values of ``setup.metric_names`` for models held in memory (evaluation during training).
+
+    Every process of a multi-process job calls it: arrays of a training state that span processes are
+    first copied whole to each process (``parallel.process_local``), which then evaluates its share on
+    its own devices, outside the training mesh.
+    """
+    generator = _process_local_generator(generator)
+    if detector is not None:
+        trained = dataclasses.replace(detector.detector, variables=parallel.process_local(detector.detector.variables))
+        detector = DetectorRun(trained, detector.detect_config, _process_local_generator(detector.generator))
     run = RunEvaluation(setup, lambda: generator, None if detector is None else lambda: detector)
-    return metric_values(evaluate(run, setup.metric_names))
+    with jax.set_mesh(None):
+        return metric_values(evaluate(run, setup.metric_names))
+
+
+def _process_local_generator(generator: TrainedGenerator) -> TrainedGenerator:
+    return dataclasses.replace(generator, variables=parallel.process_local(generator.variables))
 
 
 def metric_values(result: dict[str, Any]) -> dict[str, float]:

@@ -28,7 +28,7 @@ from jax.sharding import Mesh
 from lkgan_jax import parallel
 from lkgan_jax.conventions import uint8_to_float
 from lkgan_jax.data import pipeline
-from lkgan_jax.data.procedural import NUM_ATTRIBUTES, NUM_LANDMARKS, render_faces
+from lkgan_jax.data.procedural import ATTRIBUTE_NAMES, NUM_ATTRIBUTES, NUM_LANDMARKS, render_faces
 from lkgan_jax.evaluation.landmarks import in_batches, landmark_errors
 from lkgan_jax.judge.model import Judge, make_judge
 from lkgan_jax.judge.weights import TrainedJudge, save_judge
@@ -60,7 +60,8 @@ def test_faces(data_seed: int, num: int, resolution: int, split: str = "test") -
 
 
 def heldout_scores(judge: TrainedJudge, faces: HeldOut, batch_size: int, eye_landmarks: tuple[int, int]) -> dict[str, float]:
-    """``judge/landmark_error_iod_pct``, ``judge/attribute_mae`` (standardised) and ``judge/attribute_r2``."""
+    """``judge/landmark_error_iod_pct``, ``judge/attribute_mae`` (standardised) and ``judge/attribute_r2``,
+    also per attribute (``judge/attribute_mae/NAME``, ``judge/attribute_r2/NAME``)."""
     def predict(images: np.ndarray) -> np.ndarray:
         out = judge.outputs(uint8_to_float(images))
         return np.concatenate([np.asarray(out.landmarks).reshape(len(images), -1), np.asarray(out.attributes)], axis=1)
@@ -71,10 +72,13 @@ def heldout_scores(judge: TrainedJudge, faces: HeldOut, batch_size: int, eye_lan
     target = (faces.attributes - judge.attribute_mean) / judge.attribute_std
     residual = np.mean(np.square(attributes - target), axis=0)
     variance = np.maximum(np.var(target, axis=0), 1e-12)
+    mae, r2 = np.mean(np.abs(attributes - target), axis=0), 1.0 - residual / variance
     return {
         "judge/landmark_error_iod_pct": landmark_errors(landmarks, faces.landmarks, faces.images.shape[1], eye_landmarks)["error_iod_pct"],
-        "judge/attribute_mae": float(np.mean(np.abs(attributes - target))),
-        "judge/attribute_r2": float(np.mean(1.0 - residual / variance)),
+        "judge/attribute_mae": float(np.mean(mae)),
+        "judge/attribute_r2": float(np.mean(r2)),
+        **{f"judge/attribute_mae/{name}": float(value) for name, value in zip(ATTRIBUTE_NAMES, mae)},
+        **{f"judge/attribute_r2/{name}": float(value) for name, value in zip(ATTRIBUTE_NAMES, r2)},
     }
 
 

@@ -35,6 +35,7 @@ class TrainedEditor:
     variables: Any
     config: ml_collections.ConfigDict  # the edit section it was trained with
     attribute_names: tuple[str, ...]
+    attribute_std: tuple[float, ...]  # its unit per attribute: the training judge's standard deviation on real faces
     generator_step: int
     step: int
 
@@ -100,4 +101,5 @@ def load_editor(workdir: str | pathlib.Path, name: str, generator: TrainedGenera
     variables = {"params": restored["params"]}
     if isinstance(editor, LatentMapper):
         variables[STANDARDISATION] = restored["constants"]
-    return TrainedEditor(editor, variables, config, tuple(saved["attribute_names"]), saved["generator_step"], step)
+    return TrainedEditor(editor, variables, config, tuple(saved["attribute_names"]), tuple(saved["attribute_std"]),
+                         saved["generator_step"], step)

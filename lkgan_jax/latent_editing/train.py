@@ -279,7 +279,7 @@ def build_editor_trainer(
 def editor_task(trainer: EditorTrainer, frozen: Frozen, directory: pathlib.Path, record: dict) -> harness.Task:
     """The editor as a harness task; ``record`` is what ``config.json`` keeps beside the edit section."""
     c = trainer.config
-    frozen = jax.device_put(frozen, parallel.replicated(trainer.mesh))
+    frozen = parallel.replicate(frozen, trainer.mesh)
     return harness.Task(
         name="editor",
         directory=directory,

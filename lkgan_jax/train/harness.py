@@ -31,6 +31,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from lkgan_jax import checkpoint
+from lkgan_jax.data import skipping
 from lkgan_jax.utils import visualize
 from lkgan_jax.utils.compilation import compile_lowered
 from lkgan_jax.utils.interrupts import StopRequest
@@ -223,6 +224,9 @@ class _Loop:
                         progress.exclude(self._sample(step, state))
                     if task.evaluate is not None and is_due(step, s.eval_every, s.steps):
                         progress.exclude(self._evaluate(step, state))
+                if step >= s.steps and task.data_iterator is not None and skipping.total_skipped():
+                    log_progress(f"{task.name}: skipped {skipping.total_skipped()} unreadable file(s) or record(s) in total "
+                                 "(data_skipped_files in metrics.jsonl)")
                 if stop.requested and step < s.steps:
                     if metrics is not None and logged_step != step:
                         self._log(step, metrics, progress, waited)  # the saved step's row is never lost
@@ -269,6 +273,8 @@ class _Loop:
             "images_per_s": steps_per_s * self.task.batch_size,
             "data_wait_fraction": min(1.0, wait_fraction),
         }
+        if self.task.data_iterator is not None:
+            rates["data_skipped_files"] = skipping.total_skipped()  # distinct unreadable items so far, this process
         self.writer.write_scalars(step, {**scalars, **rates}, group="train")
         self.writer.flush()
         losses = {k: v for k, v in scalars.items() if "/" not in k}  # norms and other groups: in the logs only

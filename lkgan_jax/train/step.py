@@ -1,7 +1,8 @@
 """The GAN training step (docs/design.md §3): D update (+ lazy gradient penalty), G update, EMA — one pure function.
 
 Optional terms: keypoint recovery (D's keypoint head regresses the fakes' keypoints; both players
-minimise its L1 error) and keypoint jitter (independent offsets of every training fake's keypoints).
+minimise its L1 error), keypoint jitter (independent offsets of every training fake's keypoints) and
+recovery jitter (extra fakes with jittered keypoints that only the recovery term sees).
 
 ``make_train_step`` returns ``step(state, batch, do_reg) -> (state, metrics)``; ``compile_train_step``
 jits it once over a mesh with explicit shardings, the state donated, ``do_reg`` static (two
@@ -29,6 +30,7 @@ StepFn = Callable[[TrainState, dict[str, jax.Array], bool], tuple[TrainState, Me
 
 _D_KEY, _G_KEY = 0, 1
 _JITTER_KEY = 3  # folded into a D or G noise key; sample_noise uses 0, 1, 2
+_RECOVERY_KEY = 4  # the recovery-jitter fakes' noise key, folded into a D or G noise key
 
 
 def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
@@ -52,16 +54,22 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
     jitter = t.get("keypoint_jitter", 0.0)
     if jitter < 0:
         raise ValueError(f"train.keypoint_jitter must be at least 0 (0: off), got {jitter}")
+    recovery_jitter, recovery_batch = t.get("recovery_jitter", 0.0), t.get("recovery_jitter_batch", 0)
+    if recovery_jitter < 0 or recovery_batch < 0:
+        raise ValueError(f"train.recovery_jitter and train.recovery_jitter_batch must be at least 0, got {recovery_jitter}, {recovery_batch}")
+    jittered_recovery = recovery_jitter > 0 and recovery_batch > 0
+    if jittered_recovery and recovery_weight <= 0:
+        raise ValueError("train.recovery_jitter needs keypoint recovery (model.keypoint_recovery_weight > 0)")
 
-    def generate(g_params, g_stats, key, batch_size):
+    def generate(g_params, g_stats, key, batch_size, sigma=jitter):
         """Fresh fakes: (images, their keypoints (B, K, 2), G's updated BatchNorm statistics).
 
-        With ``train.keypoint_jitter`` σ > 0 every keypoint moves by its own N(0, σ²) offset before
-        rendering, so G also sees single parts displaced from the poses its MLP draws.
+        With ``sigma`` (``train.keypoint_jitter``) > 0 every keypoint moves by its own N(0, σ²) offset
+        before rendering, so G also sees single parts displaced from the poses its MLP draws.
         """
         offsets = None
-        if jitter > 0:
-            offsets = jitter * jax.random.normal(jax.random.fold_in(key, _JITTER_KEY), (batch_size, generator.num_keypoints, 2))
+        if sigma > 0:
+            offsets = sigma * jax.random.normal(jax.random.fold_in(key, _JITTER_KEY), (batch_size, generator.num_keypoints, 2))
         (images, latent), updates = generator.apply(
             {"params": g_params, "batch_stats": g_stats},
             *sample_noise(key, batch_size, z_dim),
@@ -79,6 +87,12 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         logits, predicted = discriminator.apply({"params": d_params}, images, return_keypoints=True)
         return logits, losses.keypoint_recovery_loss(predicted, keypoints)
 
+    def generate_jittered(g_params, g_stats, key):
+        """``train.recovery_jitter_batch`` extra fakes, keypoints jittered by ``train.recovery_jitter``:
+        (images, keypoints). Only the recovery term sees them; G's BatchNorm statistics do not advance."""
+        images, keypoints, _ = generate(g_params, g_stats, jax.random.fold_in(key, _RECOVERY_KEY), recovery_batch, recovery_jitter)
+        return images, keypoints
+
     def penalty_and_real_logits(d_params, real):
         logits, pullback = jax.vjp(lambda x: discriminator_f32.apply({"params": d_params}, x), real)
         (grads,) = pullback(jnp.ones_like(logits))
@@ -92,12 +106,18 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         step_key = jax.random.fold_in(state.key, state.step)
 
         # Discriminator update on fresh fakes (G's BatchNorm statistics advance as in PyTorch).
-        fake, fake_keypoints, g_stats = generate(state.g_params, state.g_stats, jax.random.fold_in(step_key, _D_KEY), batch_size)
+        d_key = jax.random.fold_in(step_key, _D_KEY)
+        fake, fake_keypoints, g_stats = generate(state.g_params, state.g_stats, d_key, batch_size)
         fake = jax.lax.stop_gradient(fake)
+        if jittered_recovery:
+            jittered_fake, jittered_keypoints = jax.lax.stop_gradient(generate_jittered(state.g_params, state.g_stats, d_key))
 
         def d_objective(d_params):
             logits_fake, recovery = judge_fakes(d_params, fake, fake_keypoints)
             aux = {"d_keypoint_recovery": recovery} if recovery_weight > 0 else {}
+            if jittered_recovery:
+                aux["d_keypoint_recovery_jittered"] = judge_fakes(d_params, jittered_fake, jittered_keypoints)[1]
+                recovery = recovery + aux["d_keypoint_recovery_jittered"]
             if do_reg:
                 penalty, logits_real = penalty_and_real_logits(d_params, real)
                 aux["grad_penalty"] = penalty
@@ -113,12 +133,14 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
 
         # Generator update with fresh noise through the updated discriminator.
         def g_objective(g_params):
-            images, keypoints, stats = generate(g_params, g_stats, jax.random.fold_in(step_key, _G_KEY), batch_size)
+            g_key = jax.random.fold_in(step_key, _G_KEY)
+            images, keypoints, stats = generate(g_params, g_stats, g_key, batch_size)
             logits, recovery = judge_fakes(d_params, images, keypoints)
             adversarial = losses.generator_loss(logits)
-            return adversarial + recovery_weight * recovery, (adversarial, recovery, stats)
+            jittered = judge_fakes(d_params, *generate_jittered(g_params, g_stats, g_key))[1] if jittered_recovery else 0.0
+            return adversarial + recovery_weight * (recovery + jittered), (adversarial, recovery, jittered, stats)
 
-        (_, (g_loss, g_recovery, g_stats)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
+        (_, (g_loss, g_recovery, g_jittered, g_stats)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
         g_updates, g_opt = models.g_tx.update(g_grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, g_updates)
 
@@ -127,6 +149,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
 
         watched = [d_metrics["d_loss"], g_loss] + ([d_metrics["grad_penalty"]] if do_reg else [])
         watched += [d_metrics["d_keypoint_recovery"], g_recovery] if recovery_weight > 0 else []
+        watched += [d_metrics["d_keypoint_recovery_jittered"], g_jittered] if jittered_recovery else []
         nonfinite_step = health.mark_nonfinite(state.nonfinite_step, state.step, *watched)
         new_state = state.replace(
             step=state.step + 1,
@@ -141,6 +164,8 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         logged = health.is_logged(state.step, t.log_every, t.steps)
         norms = {**health.optimizer_norms("g", g_grads, g_updates, logged), **health.optimizer_norms("d", d_grads, d_updates, logged)}
         recovery_metrics = {"g_keypoint_recovery": g_recovery} if recovery_weight > 0 else {}
+        if jittered_recovery:
+            recovery_metrics["g_keypoint_recovery_jittered"] = g_jittered
         return new_state, {**d_metrics, "g_loss": g_loss, **recovery_metrics, **norms}
 
     return step
