@@ -36,3 +36,14 @@ def tiny_run(tmp_path_factory):
     overrides = ["--config.train.steps=4", "--config.train.checkpoint_every=2", "--config.train.sample_every=4"]
     state = loop.train_and_evaluate(load_config("configs/tiny.py", overrides), workdir)
     return workdir, state
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory):
+    """Random FID-Inception weights saved in pytorch-fid's file format (not the real file's hash: pass
+    ``--allow-unverified-weights``)."""
+    from lkgan_jax.evaluation import inception, inception_weights
+
+    path = tmp_path_factory.mktemp("weights") / "random_inception.pth"
+    inception_weights.write_torch_state_dict(path, inception_weights.state_dict_from_params(inception.random_params(seed=0)))
+    return path

@@ -8,18 +8,14 @@ import pytest
 from PIL import Image
 
 from lkgan_jax.cli.main import EXIT_BAD_INPUT, main
-from lkgan_jax.evaluation import inception, inception_weights
 from lkgan_jax.utils.files import file_sha256
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """Random FID-Inception weights saved in pytorch-fid's file format (not the real file's hash)."""
-    path = tmp_path_factory.mktemp("weights") / "random_inception.pth"
-    inception_weights.write_torch_state_dict(path, inception_weights.state_dict_from_params(inception.random_params(seed=0)))
-    return path
+def weights(random_inception_weights):
+    return random_inception_weights
 
 
 def test_run_metrics_json(tiny_run, weights, tmp_path, monkeypatch):

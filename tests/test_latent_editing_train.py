@@ -120,7 +120,7 @@ def test_attribute_op_through_lkgan_edit(run_with_judge, tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
-def test_editing_metrics_through_lkgan_evaluate(run_with_judge, tmp_path, capsys):
+def test_editing_metrics_through_lkgan_evaluate(run_with_judge, random_inception_weights, tmp_path, capsys):
     """Editors and baselines measured with a second judge and detector; the JSON, the picture and the one-line errors."""
     workdir, judge = run_with_judge
     assert main(["edit-train", "--workdir", str(workdir), f"--config.edit.judge_weights={judge}"]) == 0  # or already trained
@@ -140,9 +140,15 @@ def test_editing_metrics_through_lkgan_evaluate(run_with_judge, tmp_path, capsys
         for key in ("accuracy_mae", "leakage_mean", "leakage_worst", "keypoint_drift_px", "outside_share", "round_trip_latent",
                     "round_trip_image_l1", "judge_fd", "slope/mouth_open", "leakage/mouth_open->skin_tone"):
             assert np.isfinite(result[f"editing/{name}/{key}"]), (name, key)
-    assert result["editing/random/round_trip_latent"] == pytest.approx(0.0, abs=1e-8)  # a linear edit undoes itself
     assert "editing/eval_judge/attribute_mae/mouth_open" in result and "editing/train_judge/attribute_r2/glasses" in result
     assert (tmp_path / "editing.editing.png").is_file()
+    # With Inception weights: KID and FID of the edited images against the real ones.
+    assert main([*args, f"--judge-weights={second_judge / 'judge.msgpack'}", "--config.eval.editing_detector=detector_eval",
+                 "--config.eval.editing_num_samples=2", "--config.eval.inception_batch_size=8", "--num-real=8",
+                 f"--inception-weights={random_inception_weights}", "--allow-unverified-weights"]) == 0
+    result = json.loads(out.read_text())
+    for name in result["editing/editors"]:
+        assert np.isfinite(result[f"editing/{name}/kid_mean"]) and np.isfinite(result[f"editing/{name}/fid"])
     capsys.readouterr()
     for extra, message in [
         ([f"--judge-weights={judge}", "--config.eval.editing_detector=detector_eval"], "is the training judge"),

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from lkgan_jax import parallel
-from lkgan_jax.evaluation import inception, inception_weights
 from lkgan_jax.evaluation.run_metrics import take_rows
 from multiprocess_launch import launch
 
@@ -48,11 +47,8 @@ def test_one_process_gathers_and_sums_like_a_loop_over_batches():
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """Random FID-Inception weights saved in pytorch-fid's file format (not the real file's hash)."""
-    path = tmp_path_factory.mktemp("weights") / "random_inception.pth"
-    inception_weights.write_torch_state_dict(path, inception_weights.state_dict_from_params(inception.random_params(seed=0)))
-    return path
+def weights(random_inception_weights):
+    return random_inception_weights
 
 
 @pytest.mark.slow
