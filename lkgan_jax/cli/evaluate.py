@@ -119,7 +119,8 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
     for flag in ("num_samples", "num_real", "cpd_pairs", "locality_pairs"):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
-    config = config_for_run(read_config(args.workdir), ("eval",), args.config, overrides)
+    sections = ("eval", "edit") if EDITING in requested else ("eval",)  # edit: the baselines' δ range and training judge
+    config = config_for_run(read_config(args.workdir), sections, args.config, overrides)
     if is_keypointgan_run(config):
         return _keypointgan_metrics(args, config, requested)
     if args.judge_weights:

@@ -267,16 +267,20 @@ def judge_ceilings(prefix: str, judge: TrainedJudge, data_seed: int, num: int, b
 
 def evaluate_editing(
     generator: TrainedGenerator, editors: Mapping[str, EditorUnderTest], train_judge: TrainedJudge, eval_judge: TrainedJudge,
-    eval_detector: TrainedDetector, eval_config: Any, data_seed: int, extractor: Any = None, real_features: np.ndarray | None = None,
+    eval_detector: TrainedDetector, eval_config: Any, data_seed: int, default_delta_max: float, extractor: Any = None,
+    real_features: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, EditorUnderTest]]:
     """(``editing/...`` metrics of every editor and of the baselines (module docstring), flat and JSON-ready;
     the editors with the baselines added).
 
     The baselines edit the attributes of the first editor (every attribute without editors) with its
-    δ range. ``extractor`` (an Inception ``FeatureExtractor``) and ``real_features`` (N, 2048) add KID
+    δ range (``default_delta_max`` without editors). ``extractor`` (an Inception ``FeatureExtractor``) and ``real_features`` (N, 2048) add KID
     and FID of the edited images.
     """
     protocol = EditingProtocol.from_config(eval_config)
+    taken = [name for name in BASELINES if name in editors]
+    if taken:
+        raise ValueError(f"an editor named {taken[0]!r} would hide the baseline of that name; rename it (edit.name)")
     if eval_judge.sha256 and eval_judge.sha256 == train_judge.sha256:
         raise ValueError("the evaluation judge is the training judge; give a second judge (another seed, architecture and data split)")
     read = reader(eval_judge, eval_detector)
@@ -284,7 +288,7 @@ def evaluate_editing(
     names = first.attribute_names if first else ATTRIBUTE_NAMES
     columns = tuple(ATTRIBUTE_NAMES.index(n) for n in names)
     units = train_judge.attribute_std[list(columns)]
-    delta_max = first.delta_max if first else 1.5
+    delta_max = first.delta_max if first else default_delta_max
     directions, latent_std, fit_r2 = least_squares_directions(generator, train_judge, columns, protocol)
     everything = dict(editors)
     everything["least_squares"] = EditorUnderTest(linear_editor(directions), names, units, delta_max)
@@ -365,7 +369,7 @@ def evaluate_run_editing(
         for name, editor in editors.items()
     }
     result, everything = evaluate_editing(generator, under_test, load_judge(next(iter(judge_paths))), load_judge(e.judge_weights),
-                                          detector, e, config.data.seed, extractor, real_features)
+                                          detector, e, config.data.seed, config.edit.delta_max, extractor, real_features)
     picture = editing_picture(generator, everything, detector, e.editing_seed)
     return {"editing/generator_step": generator.step, "editing/eval_detector": e.editing_detector, **result}, picture
 
