@@ -23,17 +23,25 @@ CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
 DETECTOR_DIR = "detector"
+RUN_SECTIONS = ("model", "data")  # the config sections every training run writes
 
 
 def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """The resolved config a run wrote; a one-line error when ``workdir`` is not a training work dir."""
+    """The resolved config a run wrote; a one-line error when ``workdir`` is not a training work dir.
+
+    A work dir is one whose ``config.json`` holds the ``RUN_SECTIONS`` (a detector's or editor's folder does not).
+    """
     path = pathlib.Path(workdir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{workdir} is not a training work dir (no {CONFIG_FILE})")
     try:
-        return ml_collections.ConfigDict(_lists_to_tuples(json.loads(path.read_text())))
+        saved = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error})") from None
+    missing = [name for name in RUN_SECTIONS if not isinstance(saved, dict) or name not in saved]
+    if missing:
+        raise ValueError(f"{workdir} is not a training work dir ({CONFIG_FILE} has no {' or '.join(missing)} section)")
+    return ml_collections.ConfigDict(_lists_to_tuples(saved))
 
 
 def _lists_to_tuples(value):

@@ -123,8 +123,11 @@ def test_edit_rejects_bad_ops_files_with_one_line(run, tmp_path, capsys, ops_tex
     [
         (["generate", "--workdir", "{missing}", "--num", "2", "--out", "{out}"], "not a training work dir"),
         (["generate", "--workdir", "{run}", "--step", "3", "--num", "2", "--out", "{out}"], "no checkpoint at step 3"),
-        (["generate", "--workdir", "{run}", "--num", "0", "--out", "{out}"], "--num and --batch-size must be positive"),
-        (["generate", "--workdir", "{run}", "--seed", "-5", "--num", "2", "--out", "{out}"], "seeds must lie in"),
+        (["generate", "--workdir", "{run}", "--num", "0", "--out", "{out}"], "--num must be positive, got 0"),
+        (["generate", "--workdir", "{run}", "--num", "2", "--batch-size", "-1", "--out", "{out}"], "--batch-size must be positive, got -1"),
+        (["generate", "--workdir", "{run}", "--seed", "-5", "--num", "2", "--out", "{out}"], "--seed -5: seeds -5..-4 must lie in"),
+        (["generate", "--workdir", "{run}", "--seed", "4294967295", "--num", "2", "--out", "{out}"],
+         "--seed 4294967295: seeds 4294967295..4294967296 must lie in 0..4294967295"),
         (["edit", "--workdir", "{run}", "--seed", "0", "--ops", "{missing}", "--out", "{out}"], "ops file not found"),
     ],
 )

@@ -203,12 +203,17 @@ def test_bad_arrayrecord_input_gives_one_line_error(procedural_records, tmp_path
 @pytest.mark.parametrize("argv, message", [
     (["prepare", "procedural", "--out", "{tmp}/r", "--num", "2", "--format", "arrayrecord", "--shards", "3"],
      "--shards must be between 1 and the number of images (2), got 3"),
-    (["prepare", "procedural", "--out", "{tmp}/r", "--num", "2", "--format", "arrayrecord", "--shards", "0"], "--shards must be at least 1, got 0"),
+    (["prepare", "procedural", "--out", "{tmp}/r", "--num", "2", "--format", "arrayrecord", "--shards", "0"], "--shards must be positive, got 0"),
+    (["prepare", "procedural", "--out", "{tmp}/r", "--num", "2", "--resolution", "0"], "--resolution must be positive, got 0"),
+    (["prepare", "procedural", "--out", "{tmp}/r", "--num", "2", "--resolution", "7"], "--resolution must be at least 8, got 7"),
+    (["prepare", "procedural", "--out", "{tmp}/r", "--num", "2", "--seed", "-1"], "--seed must be non-negative, got -1"),
+    (["prepare", "folder", "--path", "{tmp}", "--out", "{tmp}/r"], "holds no usable .png/.jpg/.jpeg images"),
     (["prepare", "folder", "--path", "{tmp}/nope", "--out", "{tmp}/r"], "--path {tmp}/nope is not an existing directory"),
     (["prepare", "procedural", "--out", "{tmp}/r", "--num", "4", "--shards", "2"], "--shards splits ArrayRecord files; it needs --format arrayrecord"),
 ])
 def test_bad_prepare_flags_give_one_line_errors(tmp_path, capsys, argv, message):
     assert message.format(tmp=tmp_path) in _one_line_error(capsys, [a.format(tmp=tmp_path) for a in argv])
+    assert not (tmp_path / "r").exists()
 
 
 # -------------------------------------------------------------------------------------------- TFDS

@@ -319,7 +319,9 @@ def test_cli_one_line_errors(tiny_run, tmp_path, capsys):
     cases = [
         (["--workdir", str(tmp_path / "missing")], "not a training work dir"),
         (["--workdir", str(workdir), "--port", "70000"], "--port must lie in 0..65535"),
-        (["--workdir", str(workdir), "--seed", "-1"], "seeds must lie in"),
+        (["--workdir", str(workdir), "--seed", "-1"], "--seed -1: seeds must lie in"),
+        (["--workdir", str(workdir), "--seed", str(2**32)], f"--seed {2**32}: seeds must lie in 0..{2**32 - 1}"),
+        (["--workdir", str(workdir), "--port", "http"], "studio: argument --port: invalid int value: 'http'"),
         (["--workdir", str(workdir), "--step", "3"], "no checkpoint at step 3"),
         (["--workdir", str(workdir), "--export-dir", str(tmp_path / "file")], "--export-dir"),
         (["--workdir", str(workdir), "--port", busy], f"cannot listen on 127.0.0.1:{busy}"),

@@ -197,6 +197,12 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
         (["train", "--workdir", "{tmp}/a_file/run", f"--config={TINY}"], "--workdir {tmp}/a_file/run: cannot create the directory ({tmp}/a_file is a file)"),
         (["generate", "--workdir", "{tmp}/no_run", "--num", "1", "--seed", "0", "--out", "{tmp}/a_file/out"], "--out {tmp}/a_file/out: cannot create the directory ({tmp}/a_file is a file)"),
         (["prepare", "procedural", "--out", "{tmp}/a_file", "--num", "1"], "--out {tmp}/a_file is a file, not a directory"),
+        (["train", "--workdir", "{tmp}/run", f"--config={TINY}", "--config.train.steps=-1"], "train.steps must be positive, got -1"),
+        (["judge", "train", "--workdir", "{tmp}/a_file", f"--config={TINY}"], "--workdir {tmp}/a_file is a file, not a directory"),
+        (["evaluate", "fid", "--real", "{tmp}", "--fake", "{tmp}", "--out", "{tmp}"], "--out {tmp} is a directory, not a file"),
+        (["evaluate", "fid", "--real", "{tmp}", "--fake", "{tmp}", "--step", "3", "--out", "{tmp}/e.json"], "--out, not --step"),
+        (["evaluate", "fid", "--real", "{tmp}", "--fake", "{tmp}", "--batch-size", "0", "--out", "{tmp}/e.json"], "--batch-size must be positive, got 0"),
+        (["generate", "--workdir", "{tmp}/no_run", "--num", "abc", "--out", "{tmp}/out"], "generate: argument --num: invalid int value: 'abc'"),
     ],
 )
 def test_bad_files_and_directories_give_one_line_errors(tmp_path, capsys, argv, message):
@@ -216,10 +222,17 @@ def test_bad_files_and_directories_give_one_line_errors(tmp_path, capsys, argv, 
         (["evaluate", "--workdir", "{run}", "--metrics", "cpd", "--num-samples", "-5", "--out", "{tmp}/e.json"], "--num-samples must be positive, got -5"),
         (["edit", "--workdir", "{run}", "--seed", "0", "--ops", "{tmp}/ops.json", "--latents", "{tmp}/ops.json", "--out", "{tmp}/e"],
          "--latents {tmp}/ops.json is not a .npz file"),
+        (["edit", "--workdir", "{run}", "--seed", "-1", "--ops", "{tmp}/ops.json", "--out", "{tmp}/e"], "--seed -1: seeds must lie in 0..4294967295"),
+        (["detect", "--workdir", "{tmp}/detector"], "{tmp}/detector is not a training work dir (config.json has no model or data section)"),
+        (["evaluate", "--workdir", "{run}", "--metrics", "cpd", "--batch-size", "4", "--out", "{tmp}/e.json"],
+         "--batch-size is only for `lkgan evaluate fid`"),
+        (["evaluate", "--workdir", "{run}", "--metrics", "cpd", "--out", "{tmp}/ops.json/e.json"], "--out {tmp}/ops.json is a file, not a directory"),
     ],
 )
 def test_bad_flags_of_run_commands_name_the_flag(tiny_run, tmp_path, capsys, argv, message):
     (tmp_path / "ops.json").write_text("[]")
+    (tmp_path / "detector").mkdir()
+    (tmp_path / "detector" / "config.json").write_text('{"detect": {}, "generator_step": 4}')  # a detector's, not a run's
     code = main([arg.format(tmp=tmp_path, run=tiny_run[0]) for arg in argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message.format(tmp=tmp_path) in err[0], err

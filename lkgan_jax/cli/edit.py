@@ -21,7 +21,7 @@ import zipfile
 import jax
 import numpy as np
 
-from lkgan_jax.cli.arguments import add_run_arguments
+from lkgan_jax.cli.arguments import add_run_arguments, check_seed_range
 from lkgan_jax.editing.recipe import parse_recipe
 from lkgan_jax.editing.replay import RunEditors, last_frame, latent_record, run_recipe
 from lkgan_jax.models.latent import Latent, latent_from_numpy
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
     ops_path = pathlib.Path(args.ops)
     if not ops_path.is_file():
         raise FileNotFoundError(f"ops file not found: {ops_path}")
+    check_seed_range(args.seed)
     seed = int(check_seeds([args.seed])[0])
     files.check_output_directory(args.out, "--out")
     model = load_generator(args.workdir, args.step)

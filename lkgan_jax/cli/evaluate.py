@@ -33,7 +33,7 @@ import json
 import time
 from typing import Any
 
-from lkgan_jax.cli.arguments import add_run_arguments
+from lkgan_jax.cli.arguments import add_run_arguments, check_positive
 from lkgan_jax.config_loading import config_for_run
 from lkgan_jax.data.folder_batches import iterate_folder_batches
 from lkgan_jax.data.sources import ImageSource
@@ -50,6 +50,9 @@ from lkgan_jax.utils import files
 from lkgan_jax.workdir import read_config
 
 EDITING = "editing"  # the learned editors' metric: computed here, outside the generator metric registry
+FID_BATCH_SIZE = 50  # the default --batch-size of `lkgan evaluate fid`
+RUN_ONLY_FLAGS = ("workdir", "step", "metrics", "editors", "num_samples", "num_real", "judge_weights", "cpd_pairs",
+                  "locality_pairs", "cpd_groups", "cpd_background", "config")  # flags that `evaluate fid` does not take
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -71,7 +74,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--locality-pairs", type=int, default=None, help="locality pairs (default: eval.locality_pairs)")
     parser.add_argument("--cpd-groups", default=None, help="CPD part groups like '0,1;2;3' (default: one per part)")
     parser.add_argument("--cpd-background", action="store_true", help="CPD: the background is one more group")
-    parser.add_argument("--batch-size", type=int, default=50, help="Inception batch size (with `fid`)")
+    parser.add_argument("--batch-size", type=int, default=None, help=f"Inception batch size (with `fid`; default {FID_BATCH_SIZE})")
     parser.add_argument("--config", default=None, help="config file for the eval section (default: the run's)")
     parser.add_argument("--out", required=True, help="output JSON file")
     parser.set_defaults(run=run, takes_overrides=True)
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
 
     from lkgan_jax.cli.main import _maybe_initialize_distributed
 
+    files.check_output_file(args.out, "--out")  # before any metric is computed
     _maybe_initialize_distributed()
     result = _folders_fid(args, overrides) if args.mode == "fid" else _run_metrics(args, overrides)
     result.update(provenance())
@@ -116,9 +120,9 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
     names = tuple(n for n in requested if n != EDITING)
     if args.editors and EDITING not in requested:
         raise ValueError("--editors is for --metrics editing")
-    for flag in ("num_samples", "num_real", "cpd_pairs", "locality_pairs"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if args.batch_size is not None:
+        raise ValueError("--batch-size is only for `lkgan evaluate fid`; a run's metrics take --config.eval.batch_size")
+    check_positive(args, "num_samples", "num_real", "cpd_pairs", "locality_pairs")
     sections = ("eval", "edit") if EDITING in requested else ("eval",)  # edit: the baselines' δ range and training judge
     config = config_for_run(read_config(args.workdir), sections, args.config, overrides)
     if is_keypointgan_run(config):
@@ -183,17 +187,21 @@ def _keypointgan_metrics(args: argparse.Namespace, config: Any, names: tuple[str
 def _folders_fid(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
     if not args.real or not args.fake:
         raise ValueError("lkgan evaluate fid needs --real DIR and --fake DIR")
-    if args.workdir or args.metrics or overrides:
-        raise ValueError("lkgan evaluate fid takes --real, --fake, --inception-weights, --protocol, --batch-size, --out")
+    given = [f"--{name.replace('_', '-')}" for name in RUN_ONLY_FLAGS if getattr(args, name) not in (None, False)]
+    if given or overrides:
+        raise ValueError(f"lkgan evaluate fid takes --real, --fake, --inception-weights, --protocol, --batch-size, --out, "
+                         f"not {', '.join(given + overrides[:1])}")
+    check_positive(args, "batch_size")
+    batch_size = FID_BATCH_SIZE if args.batch_size is None else args.batch_size
     start = time.perf_counter()
     extractor = FeatureExtractor(
-        args.inception_weights, protocol=args.protocol, batch_size=args.batch_size, allow_unverified=args.allow_unverified_weights
+        args.inception_weights, protocol=args.protocol, batch_size=batch_size, allow_unverified=args.allow_unverified_weights
     )
     timings = {"seconds/load_weights": round(time.perf_counter() - start, 3)}
     stats = {}
     for name, path in (("real", args.real), ("fake", args.fake)):
         start = time.perf_counter()
-        batches = iterate_folder_batches(path, args.batch_size)  # every process reads; each extracts a share
+        batches = iterate_folder_batches(path, batch_size)  # every process reads; each extracts a share
         stats[name] = extractor.sharded_statistics(functools.partial(take_rows, batches), len(batches))
         timings[f"seconds/{name}_features"] = round(time.perf_counter() - start, 3)
     kid_mean, kid_std = kernel_inception_distance(stats["fake"].features, stats["real"].features)

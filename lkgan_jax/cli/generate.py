@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lkgan_jax.cli.arguments import add_run_arguments
+from lkgan_jax.cli.arguments import add_run_arguments, check_positive, check_seed_range
 from lkgan_jax.conventions import float_to_uint8
 from lkgan_jax.models.latent import Latent, latent_to_numpy
 from lkgan_jax.models.sampling import TrainedGenerator, check_seeds
@@ -59,8 +59,8 @@ def generate(model: TrainedGenerator, seeds: np.ndarray, batch_size: int) -> tup
 
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
     del overrides
-    if args.num <= 0 or args.batch_size <= 0:
-        raise ValueError(f"--num and --batch-size must be positive, got {args.num} and {args.batch_size}")
+    check_positive(args, "num", "batch_size")
+    check_seed_range(args.seed, args.num)
     seeds = check_seeds(np.arange(args.seed, args.seed + args.num, dtype=np.int64))
     files.check_output_directory(args.out, "--out")  # before the model is loaded and anything rendered
     model = load_generator(args.workdir, args.step)

@@ -27,8 +27,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
     from lkgan_jax.config_loading import load_config
     from lkgan_jax.judge.train import JUDGE_FILE, train_judge
+    from lkgan_jax.utils.files import check_output_directory
 
     config = load_config(args.config, overrides)
+    check_output_directory(args.workdir, "--workdir")
     start = time.perf_counter()
     trained = train_judge(args.workdir, config)
     print(json.dumps(trained.heldout))

@@ -22,6 +22,7 @@ import sys
 from absl import flags, logging
 
 from lkgan_jax.cli import detect, edit, edit_train, evaluate, generate, judge, studio
+from lkgan_jax.cli.arguments import OneLineErrorParser, check_positive
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -66,11 +67,10 @@ def _maybe_initialize_distributed() -> None:
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
     from lkgan_jax.config_loading import load_config
-
-    from lkgan_jax.utils.files import output_directory
+    from lkgan_jax.utils.files import check_output_directory
 
     config = load_config(args.config, overrides)
-    output_directory(args.workdir, "--workdir")
+    check_output_directory(args.workdir, "--workdir")
     _maybe_initialize_distributed()
     if config.get("system", "latentkeypointgan") == "keypointgan":
         from lkgan_jax.keypointgan.train import train_keypointgan
@@ -86,15 +86,10 @@ def _prepare(args: argparse.Namespace, overrides: list[str]) -> None:
     _reject_overrides(overrides)
     from lkgan_jax.data import array_records
     from lkgan_jax.data.export import export_procedural
-    from lkgan_jax.utils.files import output_directory
+    from lkgan_jax.utils.files import check_output_directory
 
-    if args.shards < 1:
-        raise ValueError(f"--shards must be at least 1, got {args.shards}")
-    if args.format == "folder" and args.shards != 1:
-        raise ValueError("--shards splits ArrayRecord files; it needs --format arrayrecord")
-    if args.source == "folder" and not os.path.isdir(args.path):
-        raise ValueError(f"--path {args.path} is not an existing directory")
-    output_directory(args.out, "--out")
+    _check_prepare_arguments(args)
+    check_output_directory(args.out, "--out")  # the exporters create it once their input is read
     if args.format == "folder":
         out = export_procedural(args.out, args.num, args.resolution, seed=args.seed, split=args.split)
         print(f"wrote {args.num} images with landmarks.csv and attributes.csv to {out}")
@@ -110,13 +105,31 @@ def _prepare(args: argparse.Namespace, overrides: list[str]) -> None:
           + (f"; skipped {skipped} unreadable image(s)" if skipped else ""))
 
 
+def _check_prepare_arguments(args: argparse.Namespace) -> None:
+    """One-line errors for ``lkgan prepare`` flags, before the output folder is created."""
+    from lkgan_jax.data.procedural import MIN_RESOLUTION
+
+    check_positive(args, *(("num",) if args.source == "procedural" else ()), "resolution", "shards")
+    if args.format == "folder" and args.shards != 1:
+        raise ValueError("--shards splits ArrayRecord files; it needs --format arrayrecord")
+    if args.source == "procedural":
+        if args.seed < 0:
+            raise ValueError(f"--seed must be non-negative, got {args.seed}")
+        if args.resolution < MIN_RESOLUTION:
+            raise ValueError(f"--resolution must be at least {MIN_RESOLUTION}, got {args.resolution}")
+        if args.shards > args.num:
+            raise ValueError(f"--shards must be between 1 and the number of images ({args.num}), got {args.shards}")
+    if args.source == "folder" and not os.path.isdir(args.path):
+        raise ValueError(f"--path {args.path} is not an existing directory")
+
+
 def _reject_overrides(overrides: list[str]) -> None:
     if overrides:
         raise ValueError(f"unrecognized arguments: {' '.join(overrides)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lkgan", description="Controllable image generation through latent keypoints.")
+    parser = OneLineErrorParser(prog="lkgan", description="Controllable image generation through latent keypoints.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train LatentKeypointGAN or KeypointGAN (resumes from the latest checkpoint)")
@@ -159,9 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if not args.takes_overrides and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        args, rest = parser.parse_known_args(argv)
+        if not args.takes_overrides and rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    except SystemExit as stop:  # a usage error (code 2, one line) or --help (code 0)
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()  # Grain workers read absl flags
     _configure_logging()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from lkgan_jax.cli.arguments import add_run_arguments
+from lkgan_jax.cli.arguments import add_run_arguments, check_seed_range
 from lkgan_jax.models.sampling import check_seeds
 from lkgan_jax.pretrained import load_generator
 from lkgan_jax.utils import files
@@ -49,6 +49,7 @@ def build_server(
 
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must lie in 0..65535, got {port}")
+    check_seed_range(seed)
     seed = int(check_seeds([seed])[0])
     workdir = pathlib.Path(workdir)
     export_dir = files.check_output_directory(workdir / EXPORT_DIR if export_dir is None else export_dir, "--export-dir")

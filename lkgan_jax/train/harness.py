@@ -170,10 +170,12 @@ def run(task: Task) -> State:
             writer = MultiWriter([jsonl, TensorBoardWriter(task.directory)])
             return _Loop(task, manager, writer).train(state)
     finally:
-        manager.wait_until_finished()
-        manager.close()
-        if writer is not None:
-            writer.close()
+        try:
+            manager.wait_until_finished()  # a pending asynchronous save
+        finally:
+            manager.close()  # even when that save failed: no Orbax thread outlives the run
+            if writer is not None:
+                writer.close()
 
 
 def _log_parameters(task: Task, state: State) -> None:

@@ -77,6 +77,19 @@ def check_output_directory(path: str | os.PathLike, flag: str) -> pathlib.Path:
     return directory
 
 
+def check_output_file(path: str | os.PathLike, flag: str) -> pathlib.Path:
+    """Checks, without creating anything, that a file can be written at ``path`` → the Path.
+
+    A one-line ``ValueError`` naming ``flag`` when ``path`` is a directory or its folder cannot be created
+    or written (``check_output_directory``).
+    """
+    file = pathlib.Path(path)
+    if file.is_dir():
+        raise ValueError(f"{flag} {file} is a directory, not a file")
+    check_output_directory(file.absolute().parent, flag)
+    return file
+
+
 def output_directory(path: str | os.PathLike, flag: str) -> pathlib.Path:
     """``check_output_directory``, then creates ``path`` (and its parents) → the Path."""
     directory = check_output_directory(path, flag)
