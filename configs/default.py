@@ -90,6 +90,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.recovery_jitter_batch = 0
     c.train.ema_decay = 0.999
     c.train.ema_warmup = True  # decay_t = min(decay, (1 + t) / (10 + t))
+    # The EMA generator's own BatchNorm statistics (docs/design.md §3): averaged over this many fresh batches
+    # in train mode before every checkpoint, sample grid and evaluation (0: it renders with G's statistics).
+    c.train.ema_stats_batches = 8
+    c.train.ema_stats_batch_size = 64
     c.train.fast_compile = False  # True: skip XLA's expensive passes (faster compile, slower steps)
     c.train.log_every = 50
     c.train.checkpoint_every = 500

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
 import time
+import traceback
 from typing import Any
 
 import grain
@@ -152,6 +154,36 @@ def error_summary(error: BaseException) -> str:
     """The first non-empty line of an error message (at most 200 characters)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0][:200] if lines else "no message"
+
+
+def silence_abandoned_reads() -> None:
+    """Drops the ``RuntimeError: Event loop is closed`` that reads of a failed restore raise later.
+
+    When one array of a checkpoint cannot be read, Orbax's restore fails and closes its asyncio event
+    loop while TensorStore is still reading the others; each read that completes afterwards tries to
+    post its result to the closed loop, and Python prints that error as an unraisable exception, one
+    traceback per read, around the real one-line message. This installs (once) a
+    ``sys.unraisablehook`` that ignores exactly that error raised inside asyncio and passes every other
+    one to the previous hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_abandoned_reads", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not _is_abandoned_read(unraisable):
+            previous(unraisable)
+
+    hook.drops_abandoned_reads = True
+    sys.unraisablehook = hook
+
+
+def _is_abandoned_read(unraisable: Any) -> bool:
+    """A RuntimeError('Event loop is closed') raised in asyncio's own code (a callback posted to a closed loop)."""
+    if unraisable.exc_type is not RuntimeError or str(unraisable.exc_value) != "Event loop is closed":
+        return False
+    frames = traceback.extract_tb(unraisable.exc_traceback)
+    return bool(frames) and pathlib.Path(frames[-1].filename).parent.name == "asyncio"
 
 
 def restore_newest_complete(manager: ocp.CheckpointManager, target: Any, data_iterator: Any | None, log: Any) -> tuple[Any, int] | None:

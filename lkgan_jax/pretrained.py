@@ -1,6 +1,6 @@
 """Loading a trained run's generator (and discriminator) from its work dir: ``load_generator(workdir)``.
 
-Only the EMA generator and its BatchNorm statistics are read from the checkpoint (a partial Orbax
+Only the EMA generator and its own BatchNorm statistics are read from the checkpoint (a partial Orbax
 restore); rendering is always in eval mode, so the samples of a batch are independent.
 
     g = load_generator("runs/default")                # latest checkpoint (or step=N)
@@ -35,11 +35,18 @@ def load_generator(workdir: str | pathlib.Path, step: int | None = None, device:
     config = read_config(workdir)
     generator = make_generator(config.model)
     abstract = jax.eval_shape(lambda: generator.init(jax.random.key(0), *sample_noise(jax.random.key(0), 1, generator.z_dim)))
-    restored, step = restore_state_parts(
-        workdir, step, {"ema_params": abstract["params"], "g_stats": abstract["batch_stats"]}, "the generator", device
-    )
-    variables = {"params": restored["ema_params"], "batch_stats": restored["g_stats"]}
-    return TrainedGenerator(generator, variables, config, step)
+    try:
+        restored, step = restore_state_parts(
+            workdir, step, {"ema_params": abstract["params"], "ema_stats": abstract["batch_stats"]}, "the generator", device
+        )
+        statistics = restored["ema_stats"]
+    except CheckpointMismatchError:  # a run from before the EMA generator had its own BatchNorm statistics
+        restored, step = restore_state_parts(
+            workdir, step, {"ema_params": abstract["params"], "g_stats": abstract["batch_stats"]}, "the generator", device
+        )
+        statistics = restored["g_stats"]
+        logging.warning("%s: checkpoint step %d has no ema_stats; the EMA generator renders with G's BatchNorm statistics", workdir, step)
+    return TrainedGenerator(generator, {"params": restored["ema_params"], "batch_stats": statistics}, config, step)
 
 
 def load_discriminator_params(workdir: str | pathlib.Path, step: int) -> tuple[Discriminator, Any]:

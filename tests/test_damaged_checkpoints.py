@@ -1,10 +1,14 @@
 """Damaged checkpoints: training falls back to the newest complete one, readers too, and never restarts silently."""
 
+import asyncio
 import pathlib
 import shutil
+import sys
+import types
 
 import pytest
 
+from lkgan_jax import checkpoint
 from lkgan_jax.cli.main import main
 from lkgan_jax.pretrained import load_generator
 
@@ -90,3 +94,38 @@ def test_a_checkpoint_of_another_model_is_a_mismatch_not_damage(tiny_run, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and ("another model" in err[0] or "needs" in err[0]), err
     assert "damaged" not in err[0]
+
+
+def _unraisable(error: BaseException):
+    """The argument ``sys.unraisablehook`` receives for ``error`` (raised here, so that it has a traceback)."""
+    def fail():
+        raise error
+    return _unraisable_from(fail)
+
+
+def test_reads_abandoned_by_a_failed_restore_print_nothing(monkeypatch):
+    """A read finishing after a failed restore closed its event loop is dropped; every other error is not."""
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    checkpoint.silence_abandoned_reads()
+    checkpoint.silence_abandoned_reads()  # installs once
+    loop = asyncio.new_event_loop()
+    loop.close()
+    closed = _unraisable_from(lambda: loop.call_soon_threadsafe(print))
+    sys.unraisablehook(closed)
+    assert seen == []
+    others = [_unraisable(RuntimeError("Event loop is closed")),  # not raised by asyncio itself
+              _unraisable(RuntimeError("something else")), _unraisable(ValueError("Event loop is closed"))]
+    for other in others:
+        sys.unraisablehook(other)
+    assert seen == others
+
+
+def _unraisable_from(function):
+    """The argument ``sys.unraisablehook`` receives for the error that ``function()`` raises."""
+    try:
+        function()
+    except BaseException as raised:
+        return types.SimpleNamespace(exc_type=type(raised), exc_value=raised, exc_traceback=raised.__traceback__,
+                                     err_msg=None, object=None)
+    raise AssertionError("expected an error")

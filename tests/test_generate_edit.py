@@ -46,12 +46,48 @@ def test_load_generator_restores_the_ema_generator(run):
     model = load_generator(workdir)
     assert model.step == 4 and model.num_parts == 4 and model.resolution == 32
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), model.variables["params"], state.ema_params)
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), model.variables["batch_stats"], state.g_stats)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), model.variables["batch_stats"], state.ema_stats)
     assert load_generator(workdir, step=2).step == 2
     with pytest.raises(ValueError, match=r"no checkpoint at step 3 .*available: \[2, 4\]"):
         load_generator(workdir, step=3)
     with pytest.raises(FileNotFoundError, match="not a training work dir"):
         load_generator(workdir / "nowhere")
+
+
+def test_the_ema_generator_renders_with_its_own_standing_statistics(run):
+    """The saved ``ema_stats`` are the standing statistics of the saved EMA parameters, not G's running ones."""
+    from configs import tiny
+    from lkgan_jax.models import make_generator
+    from lkgan_jax.models.sampling import standing_statistics
+    from lkgan_jax.train.loop import EMA_STATISTICS_KEY
+
+    _, state = run
+    t = tiny.get_config().train
+    generator = make_generator(tiny.get_config().model)
+    key = jax.random.fold_in(state.key, EMA_STATISTICS_KEY)
+    expected = standing_statistics(generator, state.ema_params, state.g_stats, key, t.ema_stats_batches, t.ema_stats_batch_size)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6), state.ema_stats, expected)
+    gaps = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()), state.ema_stats, state.g_stats))
+    assert max(gaps) > 1e-3
+
+
+def test_a_checkpoint_without_ema_stats_renders_with_g_stats(run, tmp_path, caplog):
+    """Runs saved before the EMA generator had its own statistics still load, with G's statistics."""
+    import orbax.checkpoint as ocp
+
+    from lkgan_jax import checkpoint
+    from lkgan_jax.workdir import CHECKPOINT_DIR, CONFIG_FILE
+
+    workdir, state = run
+    (tmp_path / CONFIG_FILE).write_text((workdir / CONFIG_FILE).read_text())
+    old = {name: getattr(state, name) for name in ("step", "g_params", "g_stats", "ema_params", "d_params")}
+    manager = checkpoint.make_manager(tmp_path / CHECKPOINT_DIR, 1)
+    manager.save(4, args=ocp.args.Composite(**{checkpoint.STATE_ITEM: ocp.args.StandardSave(old)}))
+    manager.wait_until_finished()
+    manager.close()
+    model = load_generator(tmp_path)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), model.variables["batch_stats"], state.g_stats)
+    assert "has no ema_stats" in caplog.text
 
 
 def test_generate_writes_images_grid_and_latents_independent_of_batching(run, tmp_path):

@@ -319,3 +319,36 @@ def test_bfloat16_compute_keeps_float32_params_and_output():
     assert images.dtype == jnp.float32 and np.all(np.isfinite(images))
     with pytest.raises(ValueError, match="model.dtype"):
         make_generator(config.model, dtype="float16")
+
+
+def test_standing_statistics_of_one_batch_make_eval_mode_equal_train_mode(tiny_generator):
+    """Eval mode with one batch's standing statistics normalises exactly as train mode does on that batch."""
+    from lkgan_jax.models.sampling import standing_statistics
+
+    _, generator, variables, _ = tiny_generator
+    key = jax.random.key(7)
+    stats = standing_statistics(generator, variables["params"], variables["batch_stats"], key, 1, 6)
+    noise = sample_noise(jax.random.fold_in(key, 0), 6, generator.z_dim)  # the noise of batch 0
+    trained, _ = generator.apply(variables, *noise, train=True, mutable=["batch_stats"])
+    evaluated = generator.apply({"params": variables["params"], "batch_stats": stats}, *noise)
+    np.testing.assert_allclose(np.asarray(evaluated), np.asarray(trained), atol=2e-5)
+    running = generator.apply(variables, *noise)  # the initial running statistics give another image
+    assert np.abs(np.asarray(running) - np.asarray(trained)).max() > 1e-2
+
+
+def test_standing_statistics_average_the_batches(tiny_generator):
+    """Two batches' statistics are the mean of each batch's own (means and biased variances)."""
+    from lkgan_jax.models.sampling import standing_statistics
+
+    _, generator, variables, _ = tiny_generator
+    key = jax.random.key(3)
+    both = standing_statistics(generator, variables["params"], variables["batch_stats"], key, 2, 4)
+    per_batch = []  # batch i is the noise of fold_in(key, i); its statistics, read back from one running update
+    m = generator.bn_momentum
+    for index in range(2):
+        noise = sample_noise(jax.random.fold_in(key, index), 4, generator.z_dim)
+        _, updates = generator.apply(variables, *noise, train=True, mutable=["batch_stats"])
+        per_batch.append(jax.tree.map(lambda new, old: (new - m * old) / (1 - m), updates["batch_stats"], variables["batch_stats"]))
+    expected = jax.tree.map(lambda a, b: (a + b) / 2, *per_batch)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-4), both, expected)
+    assert jax.tree.structure(both) == jax.tree.structure(variables["batch_stats"])

@@ -28,7 +28,7 @@ def _metrics(workdir: pathlib.Path) -> dict[int, dict]:
 
 
 def _assert_states_equal(a, b):
-    for name in ("g_params", "g_stats", "ema_params", "d_params", "g_opt", "d_opt"):
+    for name in ("g_params", "g_stats", "ema_params", "ema_stats", "d_params", "g_opt", "d_opt"):
         jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-6), getattr(a, name), getattr(b, name))
     assert int(a.step) == int(b.step)
 
@@ -198,6 +198,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
         (["generate", "--workdir", "{tmp}/no_run", "--num", "1", "--seed", "0", "--out", "{tmp}/a_file/out"], "--out {tmp}/a_file/out: cannot create the directory ({tmp}/a_file is a file)"),
         (["prepare", "procedural", "--out", "{tmp}/a_file", "--num", "1"], "--out {tmp}/a_file is a file, not a directory"),
         (["train", "--workdir", "{tmp}/run", f"--config={TINY}", "--config.train.steps=-1"], "train.steps must be positive, got -1"),
+        (["train", "--workdir", "{tmp}/run", f"--config={TINY}", "--config.seed=-1"], "seed must lie in 0..4294967295, got -1"),
         (["judge", "train", "--workdir", "{tmp}/a_file", f"--config={TINY}"], "--workdir {tmp}/a_file is a file, not a directory"),
         (["evaluate", "fid", "--real", "{tmp}", "--fake", "{tmp}", "--out", "{tmp}"], "--out {tmp} is a directory, not a file"),
         (["evaluate", "fid", "--real", "{tmp}", "--fake", "{tmp}", "--step", "3", "--out", "{tmp}/e.json"], "--out, not --step"),
@@ -226,6 +227,12 @@ def test_bad_files_and_directories_give_one_line_errors(tmp_path, capsys, argv, 
         (["detect", "--workdir", "{tmp}/detector"], "{tmp}/detector is not a training work dir (config.json has no model or data section)"),
         (["evaluate", "--workdir", "{run}", "--metrics", "cpd", "--batch-size", "4", "--out", "{tmp}/e.json"],
          "--batch-size is only for `lkgan evaluate fid`"),
+        (["evaluate", "--workdir", "{run}", "--metrics", "cpd", "--config.eval.batch_size=0", "--out", "{tmp}/e.json"],
+         "eval.batch_size must be positive, got 0"),
+        (["evaluate", "--workdir", "{run}", "--metrics", "cpd", "--config.eval.cpd_seed=-3", "--out", "{tmp}/e.json"],
+         "eval.cpd_seed must be non-negative, got -3"),
+        (["evaluate", "--workdir", "{run}", "--metrics", "landmarks", "--step", "4", "--out", "{tmp}/e.json"],
+         "--step picks the generator, but landmarks scores the run's detector"),
         (["evaluate", "--workdir", "{run}", "--metrics", "cpd", "--out", "{tmp}/ops.json/e.json"], "--out {tmp}/ops.json is a file, not a directory"),
     ],
 )

@@ -123,6 +123,8 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
     if args.batch_size is not None:
         raise ValueError("--batch-size is only for `lkgan evaluate fid`; a run's metrics take --config.eval.batch_size")
     check_positive(args, "num_samples", "num_real", "cpd_pairs", "locality_pairs")
+    if args.step is not None and names == ("landmarks",):
+        raise ValueError("--step picks the generator, but landmarks scores the run's detector (trained at its own generator step)")
     sections = ("eval", "edit") if EDITING in requested else ("eval",)  # edit: the baselines' δ range and training judge
     config = config_for_run(read_config(args.workdir), sections, args.config, overrides)
     if is_keypointgan_run(config):

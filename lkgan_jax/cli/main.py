@@ -185,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
 
     enable_persistent_cache()
 
-    from lkgan_jax.checkpoint import CheckpointMismatchError
+    from lkgan_jax.checkpoint import CheckpointMismatchError, silence_abandoned_reads
     from lkgan_jax.train.harness import Preempted, TrainingDivergedError
+
+    silence_abandoned_reads()  # a damaged checkpoint's message stays one line
 
     try:
         args.run(args, rest)

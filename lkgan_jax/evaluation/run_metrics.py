@@ -69,6 +69,9 @@ class EvalSetup:
     cpd_groups: str | None = None
     cpd_background: bool = False
 
+    def __post_init__(self) -> None:
+        check_eval_section(self.config.eval)
+
     @classmethod
     def for_training(cls, config: Any, section: str = "train") -> "EvalSetup":
         """The setup of ``SECTION.eval_metrics`` (checked by ``check_training_metrics``) against the run's data."""
@@ -146,6 +149,21 @@ class EvalSetup:
         else:  # stored sets: their files, as stored
             key.update(set=self.real.kind, content_sha256=self.real.open(resolution).content_sha256())
         return fid.cached_statistics(key, lambda: self.extractor.sharded_statistics(lambda indices: take_rows(batches(), indices), num))
+
+
+EVAL_COUNTS = ("batch_size", "num_samples", "num_real", "inception_batch_size", "kid_subsets", "kid_subset_size",
+               "cpd_pairs", "locality_pairs", "landmarks_num_train", "landmarks_num_test", "judge_num_samples")
+EVAL_SEEDS = ("seed", "interp_seed", "cpd_seed", "locality_seed")
+
+
+def check_eval_section(e: Any) -> None:
+    """One-line errors naming ``eval.<field>`` for a count that is not positive or a seed that is negative."""
+    for name in EVAL_COUNTS:
+        if name in e and e[name] <= 0:
+            raise ValueError(f"eval.{name} must be positive, got {e[name]}")
+    for name in EVAL_SEEDS:
+        if name in e and e[name] < 0:
+            raise ValueError(f"eval.{name} must be non-negative, got {e[name]}")
 
 
 @dataclasses.dataclass

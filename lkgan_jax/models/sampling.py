@@ -17,6 +17,7 @@ import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -57,6 +58,31 @@ def generated_pairs(generator: Generator, variables: Variables, key: jax.Array, 
     latent = latent_from_noise(generator, variables, *sample_noise(key, batch_size, generator.z_dim))
     images = render(generator, variables, latent)
     return jax.lax.stop_gradient(images), jax.lax.stop_gradient(latent)
+
+
+def standing_statistics(
+    generator: Generator, params: Any, stats: Any, key: jax.Array, num_batches: int, batch_size: int, noise_sharding: Any = None
+) -> Any:
+    """BatchNorm statistics of the generator with ``params`` → a tree shaped like ``stats``.
+
+    Renders ``num_batches`` batches of ``batch_size`` fresh samples from ``key`` in train mode and
+    averages each BatchNorm's batch mean and (biased) batch variance over the batches ("standing"
+    statistics). ``stats`` only gives the tree; its values are not used. With one batch, eval mode with
+    the result renders that batch exactly as train mode does. ``noise_sharding`` (e.g. the training
+    batch's) splits each batch over devices. Pure and jit-able.
+    """
+    exact = generator.clone(bn_momentum=0.0)  # the updated running statistics are the batch's own
+
+    def add(total: Any, index: jax.Array) -> tuple[Any, None]:
+        noise = sample_noise(jax.random.fold_in(key, index), batch_size, generator.z_dim)
+        if noise_sharding is not None:
+            noise = tuple(jax.lax.with_sharding_constraint(z, noise_sharding) for z in noise)
+        _, updates = exact.apply({"params": params, "batch_stats": stats}, *noise, train=True, mutable=["batch_stats"])
+        return jax.tree.map(jnp.add, total, updates["batch_stats"]), None
+
+    zeros = jax.tree.map(jnp.zeros_like, stats)
+    total, _ = jax.lax.scan(add, zeros, jnp.arange(num_batches))
+    return jax.tree.map(lambda value: value / num_batches, total)
 
 
 def check_seeds(seeds: Any) -> np.ndarray:

@@ -140,6 +140,9 @@ class Task:
     parameters: Callable[[State], Mapping[str, Any]] | None = None  # named parameter trees for the start-up table
     on_start: Callable[[int | None], None] | None = None  # called with the latest checkpoint step before restoring
     sample: Callable[[State], np.ndarray] | None = None  # uint8 (H, W, 3) grid; runs on every process
+    # Fields the step does not train (e.g. the EMA generator's BatchNorm statistics), derived afresh
+    # from the rest of the state before every checkpoint, sample grid and evaluation; a pure function.
+    refresh: Callable[[State], State] | None = None
     evaluate: Callable[[State, int], Mapping[str, float]] | None = None  # metric name -> value; every process
 
 
@@ -219,12 +222,17 @@ class _Loop:
                         self._check_finite(state)
                         self._log(step, metrics, progress, waited)
                         waited, logged_step = 0.0, step
-                    if is_due(step, s.checkpoint_every, s.steps):
+                    save_due = is_due(step, s.checkpoint_every, s.steps)
+                    sample_due = task.sample is not None and is_due(step, s.sample_every, s.steps)
+                    evaluate_due = task.evaluate is not None and is_due(step, s.eval_every, s.steps)
+                    if save_due or sample_due or evaluate_due:
+                        state = self._refreshed(state)
+                    if save_due:
                         self._check_finite(state)
                         checkpoint.save(self.manager, step, state, task.data_iterator)
-                    if task.sample is not None and is_due(step, s.sample_every, s.steps):
+                    if sample_due:
                         progress.exclude(self._sample(step, state))
-                    if task.evaluate is not None and is_due(step, s.eval_every, s.steps):
+                    if evaluate_due:
                         progress.exclude(self._evaluate(step, state))
                 if step >= s.steps and task.data_iterator is not None and skipping.total_skipped():
                     log_progress(f"{task.name}: skipped {skipping.total_skipped()} unreadable file(s) or record(s) in total "
@@ -324,6 +332,9 @@ class _Loop:
         except TrainingDivergedError as error:
             logging.warning("%s: not saving on %s", error, reason)
             return False
-        checkpoint.save(self.manager, step, state, self.task.data_iterator)
+        checkpoint.save(self.manager, step, self._refreshed(state), self.task.data_iterator)
         log_progress(f"{reason}: saved checkpoint at step {step}")
         return True
+
+    def _refreshed(self, state: State) -> State:
+        return state if self.task.refresh is None else self.task.refresh(state)

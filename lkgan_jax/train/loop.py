@@ -8,6 +8,7 @@ runs it. Outputs go into the work dir layout of ``lkgan_jax.workdir`` (docs/desi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from typing import Any, Callable, Iterator
 
@@ -21,12 +22,14 @@ from lkgan_jax import parallel
 from lkgan_jax.data import pipeline
 from lkgan_jax.evaluation import run_metrics
 from lkgan_jax.models.factory import generator_resolution
-from lkgan_jax.models.sampling import TrainedGenerator
+from lkgan_jax.models.sampling import MAX_SEED, TrainedGenerator, standing_statistics
 from lkgan_jax.train import harness, samples
 from lkgan_jax.train.state import GanModels, TrainState, create_state, make_models
 from lkgan_jax.train.step import compile_train_step, make_train_step
 from lkgan_jax.utils.compilation import run_once
 from lkgan_jax.workdir import write_config
+
+EMA_STATISTICS_KEY = 5  # folded into the run key: the noise of the EMA generator's standing statistics
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -42,6 +45,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for name in ("batch_size", "reg_every"):
         if config.train[name] <= 0:
             raise ValueError(f"train.{name} must be positive, got {config.train[name]}")
+    if config.train.ema_stats_batches < 0:
+        raise ValueError(f"train.ema_stats_batches must be at least 0 (0: G's running statistics), got {config.train.ema_stats_batches}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ValueError(f"seed must lie in 0..{MAX_SEED}, got {config.seed}")
     harness.Schedule.from_config(config.train, "train")
     run_metrics.check_training_metrics(config, "train")
 
@@ -75,6 +82,8 @@ def build_trainer(config: ml_collections.ConfigDict, devices: list | None = None
     validate_config(config)
     mesh = parallel.make_mesh(config.mesh, devices)
     parallel.check_global_batch(config.train.batch_size, mesh)
+    if config.train.ema_stats_batches:
+        parallel.check_global_batch(config.train.ema_stats_batch_size, mesh, "train.ema_stats_batch_size")
     models = make_models(config)
 
     def init(key: jax.Array) -> TrainState:
@@ -105,7 +114,7 @@ def gan_task(trainer: Trainer, workdir: pathlib.Path, data_iterator: Any) -> har
     sampler = samples.make_sampler(trainer.models.generator, t.num_samples, t.sample_seed)
 
     def sample(state: TrainState) -> np.ndarray:
-        images, latent = sampler(state.ema_params, state.g_stats)
+        images, latent = sampler(state.ema_params, state.ema_stats)
         return samples.keypoint_grid(images, latent, t.sample_upscale)
 
     evaluate = None
@@ -113,8 +122,7 @@ def gan_task(trainer: Trainer, workdir: pathlib.Path, data_iterator: Any) -> har
         setup = run_metrics.EvalSetup.for_training(config)
 
         def evaluate(state: TrainState, step: int) -> dict[str, float]:
-            variables = {"params": state.ema_params, "batch_stats": state.g_stats}
-            generator = TrainedGenerator(trainer.models.generator, variables, config, step)
+            generator = TrainedGenerator(trainer.models.generator, state.ema_variables(), config, step)
             return run_metrics.evaluate_in_memory(setup, generator)
 
     def batches() -> Iterator[tuple]:
@@ -140,4 +148,26 @@ def gan_task(trainer: Trainer, workdir: pathlib.Path, data_iterator: Any) -> har
         on_start=lambda latest: write_config(workdir, config, resuming=latest is not None),
         sample=sample,
         evaluate=evaluate,
+        refresh=make_ema_statistics_refresh(trainer),
     )
+
+
+def make_ema_statistics_refresh(trainer: Trainer) -> Callable[[TrainState], TrainState]:
+    """``state -> state`` with ``ema_stats`` renewed for the current EMA parameters (docs/design.md §3).
+
+    ``train.ema_stats_batches`` > 0: the standing BatchNorm statistics of the EMA generator over that
+    many fresh batches of ``train.ema_stats_batch_size`` (``standing_statistics``), from a fixed key of
+    the run, so a resumed run renews them to the same values. 0: a copy of G's running statistics.
+    """
+    t = trainer.config.train
+    num_batches, batch_size = t.ema_stats_batches, t.ema_stats_batch_size
+    shardings = trainer.state_shardings
+
+    @functools.partial(jax.jit, in_shardings=(shardings.ema_params, shardings.g_stats, shardings.key), out_shardings=shardings.ema_stats)
+    def statistics(ema_params, g_stats, key):
+        if num_batches == 0:
+            return jax.tree.map(jnp.copy, g_stats)
+        key = jax.random.fold_in(key, EMA_STATISTICS_KEY)
+        return standing_statistics(trainer.models.generator, ema_params, g_stats, key, num_batches, batch_size, trainer.batch_sharding)
+
+    return lambda state: state.replace(ema_stats=statistics(state.ema_params, state.g_stats, state.key))

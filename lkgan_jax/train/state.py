@@ -21,8 +21,10 @@ Params = Any
 class TrainState(flax.struct.PyTreeNode):
     """Everything a GAN run needs to continue exactly (the data-iterator position is saved beside it).
 
-    ``g_stats`` are G's BatchNorm running statistics; the EMA generator renders with ``ema_params`` and
-    the same statistics. ``nonfinite_step`` is −1 until a loss first becomes NaN/Inf, then that step.
+    ``g_stats`` are G's BatchNorm running statistics. The EMA generator renders with ``ema_params`` and
+    ``ema_stats``, its own statistics, refreshed before every checkpoint, sample grid and evaluation
+    (``train.loop.refresh_ema_statistics``). ``nonfinite_step`` is −1 until a loss first becomes
+    NaN/Inf, then that step.
     """
 
     step: jax.Array
@@ -30,10 +32,16 @@ class TrainState(flax.struct.PyTreeNode):
     g_params: Params
     g_stats: Params
     ema_params: Params
+    ema_stats: Params
     d_params: Params
     g_opt: optax.OptState
     d_opt: optax.OptState
     nonfinite_step: jax.Array
+
+
+    def ema_variables(self) -> dict[str, Params]:
+        """The EMA generator's Flax variables: ``{"params": ema_params, "batch_stats": ema_stats}``."""
+        return {"params": self.ema_params, "batch_stats": self.ema_stats}
 
 
 class GanModels(flax.struct.PyTreeNode):
@@ -67,6 +75,7 @@ def create_state(models: GanModels, key: jax.Array, z_dim: int, resolution: int)
         g_params=g_params,
         g_stats=g_vars["batch_stats"],
         ema_params=jax.tree.map(jnp.copy, g_params),
+        ema_stats=jax.tree.map(jnp.copy, g_vars["batch_stats"]),
         d_params=d_params,
         g_opt=models.g_tx.init(g_params),
         d_opt=models.d_tx.init(d_params),
