@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 import jax  # noqa: E402
 
 from lkgan_jax.config_loading import load_config  # noqa: E402
-from lkgan_jax.train.loop import build_trainer  # noqa: E402
+from lkgan_jax.train.loop import build_trainer, is_penalty_step  # noqa: E402
 from lkgan_jax.utils.compilation import compile_lowered  # noqa: E402
 
 # Dense peak FLOP/s by device kind and compute dtype (vendor data sheets, no sparsity).
@@ -45,7 +45,7 @@ def _peak_bytes(compiled) -> int:
 def _run(compiled: dict, state, batch, reg_every: int, steps: int):
     """``steps`` steps on the lazy-penalty schedule (the penalty variant every ``reg_every``)."""
     for i in range(steps):
-        state, metrics = compiled[i % reg_every == 0](state, batch)
+        state, metrics = compiled[is_penalty_step(i, reg_every)](state, batch)
     jax.block_until_ready(metrics)
     return state
 

@@ -2,10 +2,10 @@
 
 Variants (``--config=configs/default.py:VARIANT``; the paper_* configs take the same):
   paper: the paper's renderer and objective: a learned 4×4 start constant, the fixed-τ heatmaps at
-    every layer and no keypoint recovery.
+    every layer, no keypoint recovery (nor its jitter) and no flips.
 The default instead starts from zeros and floors each heatmap's width at one pixel of its layer, so
-that the layout comes from the keypoints, and its discriminator must read the keypoints back from the
-images (keypoint recovery, weight 10): docs/design.md §2–§3, measured in docs/ablation.md.
+that the layout comes from the keypoints, and its discriminator must read the keypoints back from
+the images (keypoint recovery, weight 10): docs/design.md §2–§3, measured in docs/ablation.md.
 """
 
 import ml_collections
@@ -40,10 +40,11 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # Keypoint recovery (docs/design.md §3): a head on D regresses the fakes' keypoints and G and D both
     # minimise its L1 error, with this weight (0: off, no head; measured in docs/ablation.md).
     c.model.keypoint_recovery_weight = 10.0
-    if variant == "paper":
-        c.model.tau_floor_pixels = 0.0
-        c.model.learned_layout = True
-        c.model.keypoint_recovery_weight = 0.0
+    c.model.keypoint_head_init_scale = 1.0  # × the recovery head's Kaiming initial weights (0: starts at 0)
+    # Initial scales (× Kaiming) of G's RGB conv and of each residual branch's last conv: small values start
+    # the output tanh unsaturated and each block near its shortcut.
+    c.model.g_rgb_init_scale = 1.0
+    c.model.g_residual_init_scale = 1.0
     # Narrow CPU widths: the SPADE convolutions at 16 and 32 px dominate the step's FLOPs.
     c.model.g_const_channels = 128
     c.model.g_channels = (128, 64, 32, 16)  # output width per resolution 4, 8, 16, 32
@@ -64,7 +65,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.data.tfds_dir = ""  # its data dir ("": TFDS's default, $TFDS_DATA_DIR or ~/tensorflow_datasets)
     c.data.resolution = 32
     c.data.seed = 0
-    c.data.random_flip = False
+    c.data.random_flip = False  # True: horizontal flips of the real images, p = 0.5
     c.data.num_threads = 2
     c.data.prefetch = 4
     c.data.num_workers = 0
@@ -81,6 +82,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.r1_gamma = 1.0  # 10 at paper size; small images need a weaker penalty
     c.train.gp_weight = 10.0
     c.train.reg_every = 16
+    c.train.lazy_reg_correction = False  # D's lr and betas × / ^ k/(k+1) for reg_every k (StyleGAN2)
     # Keypoint jitter (docs/design.md §3): σ of an independent N(0, σ²) offset of every keypoint of the
     # training fakes, in normalised units (0: off).
     c.train.keypoint_jitter = 0.0
@@ -96,6 +98,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.ema_stats_batch_size = 64
     c.train.fast_compile = False  # True: skip XLA's expensive passes (faster compile, slower steps)
     c.train.log_every = 50
+    # Log the gradient norm of each loss term (grad_norm/{d,g}/TERM) on the logged steps: two more executables.
+    c.train.term_grad_norms = True
     c.train.checkpoint_every = 500
     c.train.sample_every = 500
     c.train.keep_checkpoints = 3
@@ -105,7 +109,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # Evaluation during training on the in-memory EMA generator (0: never). Any metric of `lkgan
     # evaluate` but landmarks; fid, kid and fid_interp need eval.inception_weights.
     c.train.eval_every = 1000
-    c.train.eval_metrics = "cpd"  # comma-separated
+    c.train.eval_metrics = "cpd,judge"  # comma-separated
     c.train.eval_num_samples = 1000  # generated images per FID/KID/FID_interp during training
     c.train.eval_cpd_pairs = 100  # CPD pairs during training (eval.cpd_pairs for `lkgan evaluate`)
     c.train.eval_locality_pairs = 50  # locality pairs during training (eval.locality_pairs for `lkgan evaluate`)
@@ -185,8 +189,11 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.eval.landmarks_num_test = 500  # labelled images it is scored on
     c.eval.landmarks_test_fraction = 0.2  # image folders: share of images (seeded shuffle) for the test split
     c.eval.eye_landmarks = (0, 1)  # inter-ocular distance between these landmarks (procedural faces: eyes)
-    c.eval.judge_weights = ""  # judge.msgpack from `lkgan judge train` (metric `judge`)
-    c.eval.judge_num_samples = 2000  # generated and real images per judge_fd / judge_attributes
+    c.eval.judge_weights = ""  # judge.msgpack from `lkgan judge train` (metric `judge`; "": the judge shipped with lkgan_jax)
+    c.eval.judge_num_samples = 2000  # generated and real images per fidelity score (judge_fd, precision/recall, SWD)
+    c.eval.judge_neighbours = 3  # k of the k-NN balls of judge_precision / judge_recall
+    c.eval.swd_min_side = 16  # SWD: the coarsest Laplacian-pyramid level
+    c.eval.swd_patches_per_image = 64  # SWD: random 7×7 patches per image and level
     # Editing (docs/design.md §14): editors measured with a second judge (eval.judge_weights) and detector.
     c.eval.editing_detector = ""  # name of the evaluation detector under RUN/ (`lkgan detect --config.detect.name=...`)
     c.eval.editing_num_samples = 200  # latents edited per attribute
@@ -220,4 +227,12 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.mesh.data = -1  # -1: all remaining devices
     c.mesh.fsdp = 1
     c.mesh.fsdp_min_bytes = 4 * 2**20  # parameters smaller than this stay replicated
+
+    if variant == "paper":  # the paper's renderer and objective (the module docstring)
+        c.model.tau_floor_pixels = 0.0
+        c.model.learned_layout = True
+        c.model.keypoint_recovery_weight = 0.0
+        c.train.recovery_jitter = 0.0
+        c.train.recovery_jitter_batch = 0
+        c.data.random_flip = False
     return c

@@ -7,7 +7,9 @@ shardings, so a run can resume on a different mesh, device count or process coun
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging as python_logging
 import os
 import pathlib
 import sys
@@ -156,16 +158,26 @@ def error_summary(error: BaseException) -> str:
     return lines[0][:200] if lines else "no message"
 
 
+_ORBAX_READ_ERROR = "Encountered error while reading array index"  # Orbax's message for one array that failed
+
+
 def silence_abandoned_reads() -> None:
-    """Drops the ``RuntimeError: Event loop is closed`` that reads of a failed restore raise later.
+    """Drops the errors that the abandoned reads of a failed restore raise after it has failed.
 
     When one array of a checkpoint cannot be read, Orbax's restore fails and closes its asyncio event
-    loop while TensorStore is still reading the others; each read that completes afterwards tries to
-    post its result to the closed loop, and Python prints that error as an unraisable exception, one
-    traceback per read, around the real one-line message. This installs (once) a
-    ``sys.unraisablehook`` that ignores exactly that error raised inside asyncio and passes every other
-    one to the previous hook.
+    loop while TensorStore is still reading the others. Each read that completes afterwards tries to
+    post its result to the closed loop (``RuntimeError: Event loop is closed``), and each of Orbax's
+    per-array read coroutines that failed too is garbage-collected with its error unretrieved
+    (``Exception: Encountered error while reading array index``). Python prints both as unraisable
+    exceptions, one traceback per array, around the real one-line message; the futures that gathered
+    those reads are collected with the same error, which asyncio logs ("exception was never
+    retrieved"). This installs (once) a ``sys.unraisablehook`` that ignores exactly these errors, the
+    first raised inside asyncio and the second inside an Orbax coroutine, and passes every other error
+    to the previous hook, and a filter on the ``asyncio`` logger that drops exactly the third.
     """
+    asyncio_logger = python_logging.getLogger("asyncio")
+    if not any(isinstance(f, _AbandonedReadLogFilter) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_AbandonedReadLogFilter())
     previous = sys.unraisablehook
     if getattr(previous, "drops_abandoned_reads", False):
         return
@@ -178,12 +190,24 @@ def silence_abandoned_reads() -> None:
     sys.unraisablehook = hook
 
 
+class _AbandonedReadLogFilter(python_logging.Filter):
+    """Drops asyncio's "... exception was never retrieved" record when the exception is Orbax's read error."""
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (error is not None and "exception was never retrieved" in record.getMessage()
+                    and str(error).startswith(_ORBAX_READ_ERROR))
+
+
 def _is_abandoned_read(unraisable: Any) -> bool:
-    """A RuntimeError('Event loop is closed') raised in asyncio's own code (a callback posted to a closed loop)."""
-    if unraisable.exc_type is not RuntimeError or str(unraisable.exc_value) != "Event loop is closed":
-        return False
+    """A RuntimeError('Event loop is closed') raised in asyncio's own code (a callback posted to a closed
+    loop), or Orbax's read error left in one of its own coroutines that nobody awaited any more."""
     frames = traceback.extract_tb(unraisable.exc_traceback)
-    return bool(frames) and pathlib.Path(frames[-1].filename).parent.name == "asyncio"
+    if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
+        return bool(frames) and pathlib.Path(frames[-1].filename).parent.name == "asyncio"
+    if inspect.iscoroutine(unraisable.object) and str(unraisable.exc_value).startswith(_ORBAX_READ_ERROR):
+        return "orbax" in pathlib.Path(unraisable.object.cr_code.co_filename).parts
+    return False
 
 
 def restore_newest_complete(manager: ocp.CheckpointManager, target: Any, data_iterator: Any | None, log: Any) -> tuple[Any, int] | None:

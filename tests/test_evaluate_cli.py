@@ -1,4 +1,4 @@
-"""`lkgan evaluate` end to end on a tiny run: FID, KID, FID_interp, CPD JSON; two-folder FID; bad input."""
+"""`lkgan evaluate` end to end on a tiny run: FID, KID, FID_interp, CPD JSON; two-folder FID; judged images; bad input."""
 
 import json
 
@@ -8,9 +8,13 @@ import pytest
 from PIL import Image
 
 from lkgan_jax.cli.main import EXIT_BAD_INPUT, main
+from lkgan_jax.config_loading import load_config
+from lkgan_jax.evaluation.judged import face_batches
 from lkgan_jax.utils.files import file_sha256
 
 pytestmark = pytest.mark.slow
+
+TINY = "configs/tiny.py"
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +100,70 @@ def test_bad_weights_and_sources_get_one_line(tiny_run, weights, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert any(message in line for line in err) and err[-1].startswith("lkgan: error:")
     assert not (tmp_path / "m.json").exists()
+
+
+@pytest.fixture(scope="module")
+def judge_weights(tmp_path_factory):
+    """A judge trained for 2 steps on tiny faces (`lkgan judge train`, as in test_judge.py)."""
+    judge_dir = tmp_path_factory.mktemp("judge")
+    assert main(["judge", "train", "--workdir", str(judge_dir), f"--config={TINY}", "--config.judge.steps=2"]) == 0
+    return judge_dir / "judge.msgpack"
+
+
+def _judge_mode(fake, out, *extra):
+    return main(["evaluate", "judge", "--fake", str(fake), f"--config={TINY}", "--config.eval.batch_size=8",
+                 "--out", str(out), *extra])
+
+
+def test_judge_mode_scores_an_npz_and_a_folder_alike(judge_weights, tmp_path):
+    # The fakes are real test-split faces 0..19: the first 16 are the very faces of the floor.
+    faces = np.concatenate(list(face_batches(load_config(TINY).data.seed, "test", 32, 20, 8)))
+    np.savez(tmp_path / "fakes.npz", images=faces, labels=np.arange(20))  # several arrays: `images` is taken
+    (tmp_path / "fakes").mkdir()
+    for i, face in enumerate(faces):
+        Image.fromarray(face).save(tmp_path / "fakes" / f"{i:03d}.png")
+    results = {}
+    for name in ("fakes.npz", "fakes"):
+        out = tmp_path / f"{name}.json"
+        assert _judge_mode(tmp_path / name, out, "--num-samples", "16", "--judge-weights", str(judge_weights)) == 0
+        results[name] = json.loads(out.read_text())
+    result = results["fakes.npz"]
+    assert result["mode"] == "judge" and result["fake"] == str(tmp_path / "fakes.npz")
+    assert result["num_samples"] == result["judge_num_samples"] == 16 and result["resolution"] == 32
+    assert result["judge_sha256"] == file_sha256(judge_weights) and result["seconds/judge"] > 0
+    names = ("judge_fd", "judge_attributes", "judge_precision", "judge_recall", "swd_32", "swd_16", "swd_mean")
+    for name in names:
+        assert np.isfinite(result[name]) and np.isfinite(result[f"{name}_floor"]), name
+        assert results["fakes"][name] == pytest.approx(result[name], rel=1e-6, abs=1e-9), name  # PNG is lossless
+    assert result["judge_fd"] == pytest.approx(result["judge_fd_floor"], rel=1e-6, abs=1e-9)
+    assert result["swd_mean"] == pytest.approx(result["swd_mean_floor"], rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"images": np.zeros((4, 32, 32, 3), np.float32)}, "array 'images' must be uint8 (0..255), got float32"),
+        ({"images": np.zeros((4, 32, 32), np.uint8)}, "must have shape (N, R, R, 3), got (4, 32, 32)"),
+        ({"images": np.zeros((4, 24, 24, 3), np.uint8)}, "the image side must be a power of two >= 16, got 24"),
+        ({"images": np.zeros((0, 32, 32, 3), np.uint8)}, "holds zero images"),
+        ({"a": np.zeros((4, 32, 32, 3), np.uint8), "b": np.zeros(4)}, "holds the arrays a, b"),
+        (None, "does not exist"),
+    ],
+    ids=["dtype", "shape", "side", "empty", "keys", "missing"],
+)
+def test_judge_mode_bad_fakes_get_one_line(tmp_path, capsys, arrays, message):
+    fake = tmp_path / "fakes.npz"
+    if arrays is not None:
+        np.savez(fake, **arrays)
+    out = tmp_path / "judged.json"
+    assert _judge_mode(fake, out) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lkgan: error: --fake") and message in err[0], err
+    assert not out.exists()
+
+
+def test_judge_mode_refuses_flags_of_other_modes(tmp_path, capsys):
+    out = tmp_path / "judged.json"
+    assert _judge_mode(tmp_path, out, "--workdir", str(tmp_path), "--metrics", "fid") == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip() == ("lkgan: error: lkgan evaluate judge takes --fake, --judge-weights, "
+                                               "--num-samples, --config, --config.eval.x=v, --out, not --workdir, --metrics")

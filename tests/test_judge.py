@@ -1,5 +1,6 @@
 """The judge: network shapes, its weight file, judge_fd on known statistics, `lkgan judge train` → evaluate."""
 
+import hashlib
 import json
 
 import jax
@@ -12,7 +13,7 @@ from lkgan_jax.config_loading import load_config
 from lkgan_jax.data.procedural import NUM_ATTRIBUTES, NUM_LANDMARKS
 from lkgan_jax.evaluation.judged import face_batches, judge_statistics, judged_distances
 from lkgan_jax.judge.model import make_judge
-from lkgan_jax.judge.weights import TrainedJudge, load_judge, save_judge
+from lkgan_jax.judge.weights import SHIPPED_SHA256, TrainedJudge, load_judge, save_judge, shipped_judge_path
 
 TINY = "configs/tiny.py"
 
@@ -78,18 +79,25 @@ def test_train_the_judge_then_score_a_run(tiny_run, tmp_path, capsys):
     workdir, _ = tiny_run
     out = tmp_path / "judged.json"
     evaluate = ["evaluate", "--workdir", str(workdir), "--metrics", "judge", "--out", str(out)]
-    capsys.readouterr()
-    assert main(evaluate) == EXIT_BAD_INPUT
-    assert "needs eval.judge_weights" in capsys.readouterr().err
+    assert main(evaluate) == 0  # no weights given: the shipped judge
+    assert json.loads(out.read_text())["judge_sha256"] == SHIPPED_SHA256
     assert main(evaluate + ["--judge-weights", str(judge_dir / "judge.msgpack")]) == 0
     result = json.loads(out.read_text())
-    for key in ("judge_fd", "judge_attributes", "judge_fd_floor", "judge_attributes_floor"):
-        assert np.isfinite(result[key]) and result[key] >= 0, key
+    for key in ("judge_fd", "judge_attributes", "judge_precision", "judge_recall", "swd_mean"):
+        assert np.isfinite(result[key]) and result[key] >= 0 and np.isfinite(result[f"{key}_floor"]), key
     assert result["judge_num_samples"] == 16 and result["judge_sha256"] == judge.sha256
 
 
-def test_training_evaluation_with_the_judge_needs_its_weights(tmp_path, capsys):
-    args = ["train", "--workdir", str(tmp_path / "run"), f"--config={TINY}", "--config.train.eval_every=2",
-            "--config.train.eval_metrics=judge"]
-    assert main(args) == EXIT_BAD_INPUT
-    assert "train.eval_metrics has judge, which needs eval.judge_weights" in capsys.readouterr().err
+def test_the_shipped_judge_is_the_documented_file_and_real_faces_score_its_floor(tmp_path):
+    path = shipped_judge_path()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHIPPED_SHA256 == load_judge(path).sha256
+    # Real test-split faces as the "generated" images are exactly the floor's set: every score equals its floor.
+    faces = np.concatenate(list(face_batches(0, "test", 32, 64, 32)))
+    np.savez(tmp_path / "real_test.npz", images=faces)
+    out = tmp_path / "judged.json"
+    assert main(["evaluate", "judge", "--fake", str(tmp_path / "real_test.npz"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["judge_sha256"] == SHIPPED_SHA256
+    for name in ("judge_fd", "judge_attributes", "judge_precision", "judge_recall", "swd_32", "swd_16"):
+        assert result[name] == pytest.approx(result[f"{name}_floor"], rel=1e-6, abs=1e-9), name
+    assert result["judge_fd_floor"] > 0 and result["judge_precision"] > 0.5

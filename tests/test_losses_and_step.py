@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from lkgan_jax.train import losses
-from lkgan_jax.train.loop import build_trainer
+from lkgan_jax.train import health, losses
+from lkgan_jax.train.loop import build_trainer, is_penalty_step, step_variant, step_variants
 from lkgan_jax.train.step import ema_decay_at
 
 
@@ -76,9 +76,10 @@ def test_ema_decay_warmup():
 def _equivalence_config(penalty):
     config = tiny.get_config()
     config.train.penalty = penalty
-    # Biases whose every path ends in a BatchNorm have a zero gradient up to rounding; with Adam's
-    # tiny default ε that rounding noise becomes ±lr updates that differ between reduction orders.
-    config.train.adam_eps = 1e-4
+    # Some gradients are zero up to rounding (biases whose every path ends in a BatchNorm, and D biases
+    # whose gradient cancels across the batch); with a tiny ε Adam turns that rounding noise, which
+    # differs between reduction orders, into updates of up to ±lr. This ε keeps such updates linear.
+    config.train.adam_eps = 1e-2
     return config
 
 
@@ -137,3 +138,68 @@ def test_bad_mesh_and_batch_are_one_line_errors():
     config.data.resolution = 64
     with pytest.raises(ValueError, match="a generator of 32-px images only"):
         build_trainer(config)
+
+
+def test_term_gradients_hand_computed_and_a_zero_weight_gives_a_zero_norm():
+    params = {"w": jnp.array([1.0, 2.0]), "b": jnp.array(3.0)}
+
+    def terms(p):  # a = 2·Σw², b = 0·(b·w₀), c = b²
+        return {"a": 2.0 * jnp.sum(p["w"] ** 2), "b": 0.0 * p["b"] * p["w"][0], "c": p["b"] ** 2}, {"seen": p["b"]}
+
+    values, aux, grads, norms = health.term_gradients(terms, params, "d", with_norms=True)
+    assert float(aux["seen"]) == 3.0 and float(values["a"]) == 10.0
+    np.testing.assert_allclose(grads["w"], [4.0, 8.0])  # ∂(a + b + c)/∂w = 4w
+    assert float(grads["b"]) == pytest.approx(6.0)
+    assert float(norms["grad_norm/d/a"]) == pytest.approx(np.hypot(4.0, 8.0), rel=1e-6)
+    assert float(norms["grad_norm/d/b"]) == 0.0
+    assert float(norms["grad_norm/d/c"]) == pytest.approx(6.0)
+    _, _, plain, skipped = health.term_gradients(terms, params, "d", with_norms=False)
+    assert skipped == {} and jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), plain, grads))
+
+
+def test_the_penalty_and_the_term_norms_run_on_logged_steps():
+    """Penalty steps end each reg_every-block, so log_every (a multiple of it, or the common multiple) shows them."""
+    logged = {i for i in range(2000) if (i + 1) % 50 == 0}
+    assert {i for i in logged if is_penalty_step(i, 16)} == {399, 799, 1199, 1599, 1999}
+    assert [i for i in range(9) if is_penalty_step(i, 4)] == [3, 7]
+    config = tiny.get_config()
+    config.train.steps, config.train.log_every, config.train.reg_every = 9, 4, 2
+    assert set(step_variants(config.train)) == {(False, False), (True, False)}  # term norms off: two executables
+    config.train.term_grad_norms = True
+    assert set(step_variants(config.train)) == {(r, n) for r in (False, True) for n in (False, True)}
+    variants = [step_variant(i, config.train) for i in range(9)]
+    assert [i for i, (_, terms) in enumerate(variants) if terms] == [3, 7, 8]  # logged: steps 4, 8 and the last
+    assert [i for i, (reg, _) in enumerate(variants) if reg] == [1, 3, 5, 7]
+
+
+def test_a_logged_penalty_step_reports_the_penalty_and_every_term_norm():
+    config = tiny.get_config()
+    config.model.keypoint_recovery_weight = 1.0
+    config.train.log_every = 1
+    trainer = build_trainer(config)
+    with jax.set_mesh(trainer.mesh):
+        state = trainer.initial_state()
+        r = config.data.resolution
+        images = jax.random.uniform(jax.random.key(3), (config.train.batch_size, r, r, 3), minval=-1, maxval=1)
+        _, metrics = trainer.train_step(state, {"image": jax.device_put(images, trainer.batch_sharding)}, True, True)
+    metrics = jax.device_get(metrics)
+    assert metrics["grad_penalty"] > 0
+    for key in ("d/adversarial", "d/penalty", "d/recovery", "g/adversarial", "g/recovery"):
+        assert metrics[f"grad_norm/{key}"] > 0, key
+    # The terms' gradients add up to the total: the total's norm is at most the sum of theirs.
+    d_terms = sum(metrics[f"grad_norm/d/{k}"] for k in ("adversarial", "penalty", "recovery"))
+    assert metrics["grad_norm/d"] <= d_terms * (1 + 1e-5)
+
+
+def test_default_generator_starts_unsaturated():
+    """The default's RGB conv starts small (model.g_rgb_init_scale): few output pixels in tanh's flat tails."""
+    from configs import default
+    from lkgan_jax.models.latent import sample_noise
+    from lkgan_jax.train.state import create_state, make_models
+
+    config = default.get_config()
+    models = make_models(config)
+    state = create_state(models, jax.random.key(0), config.model.z_dim, config.data.resolution)
+    images, _ = models.generator.apply({"params": state.g_params, "batch_stats": state.g_stats},
+                                       *sample_noise(jax.random.key(1), 16, config.model.z_dim), train=True, mutable=["batch_stats"])
+    assert float(jnp.mean(jnp.abs(images) > 0.95)) < 0.05

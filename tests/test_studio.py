@@ -105,7 +105,10 @@ def test_page_session_and_images_match_the_generator(studio, client):
     assert answer["timing"]["render_ms"] > 0 and answer["timing"]["server_ms"] >= answer["timing"]["render_ms"]
     thumbnails = client.ok("/api/thumbnails", {"seeds": [3, 4]})["thumbnails"]
     assert [t["seed"] for t in thumbnails] == [3, 4]
-    np.testing.assert_array_equal(_decode(thumbnails[0]["image"]), _decode(answer["image"]))
+    # Thumbnails render in padded batches of THUMBNAIL_BATCH, another compiled program than batch 1, whose
+    # float results may round to the neighbouring uint8 value.
+    difference = np.abs(_decode(thumbnails[0]["image"]).astype(int) - _decode(answer["image"]).astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.01, (difference.max(), difference.mean())
 
 
 def test_previews_commits_replace_undo_and_redo(client):

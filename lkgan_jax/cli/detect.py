@@ -16,6 +16,7 @@ import argparse
 import time
 
 from lkgan_jax.cli.arguments import add_run_arguments
+from lkgan_jax.cli.distributed import maybe_initialize_distributed
 from lkgan_jax.config_loading import config_for_run
 from lkgan_jax.utils.metric_writer import format_duration
 from lkgan_jax.workdir import read_config
@@ -31,13 +32,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
     import jax
 
-    from lkgan_jax.cli.main import _maybe_initialize_distributed
     from lkgan_jax.detection.inference import detector_dir
     from lkgan_jax.workdir import DETECTOR_DIR
     from lkgan_jax.detection.train import train_detector
 
     config = config_for_run(read_config(args.workdir), ("detect", "eval"), args.config, overrides)
-    _maybe_initialize_distributed()
+    maybe_initialize_distributed()
     start = time.perf_counter()
     state = train_detector(args.workdir, config, args.step)
     if jax.process_index() == 0:

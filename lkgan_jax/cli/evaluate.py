@@ -1,4 +1,5 @@
-"""``lkgan evaluate``: metrics of a trained run, or FID of two image folders, as one JSON object.
+"""``lkgan evaluate``: metrics of a trained run, FID of two image folders, or the judge's fidelity scores of
+generated images, as one JSON object.
 
   lkgan evaluate --workdir RUN [--step N] --metrics fid,kid,fid_interp,cpd,locality,landmarks,judge,editing
                  [--real procedural|folder:PATH|arrayrecord:PATH] [--num-samples N] [--num-real N]
@@ -6,6 +7,8 @@
                  [--inception-weights PATH] [--protocol pytorch_fid|tf_legacy] [--judge-weights PATH]
                  [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
   lkgan evaluate fid --real DIR --fake DIR --inception-weights PATH --out FILE.json
+  lkgan evaluate judge --fake DIR|FILE.npz [--judge-weights PATH] [--num-samples N]
+                 [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
 
 The JSON (written atomically) holds the metric values under names like ``fid``, ``kid_mean``,
 ``fid_interp/parts``, ``cpd``, ``cpd_matrix``, ``locality/swap_ratio_r0.15``, ``landmarks/error_iod_pct``,
@@ -19,6 +22,17 @@ run's own config. FID-type metrics need pytorch-fid's weight file (a local path;
 (``eval.editing_detector``), and writes a picture beside the JSON (``OUT.editing.png``; see
 ``lkgan_jax.latent_editing.evaluate``).
 
+``judge`` mode scores images made elsewhere as ``--metrics judge`` scores a run's
+(``lkgan_jax.evaluation.judged``): ``--fake`` is an image folder or an ``.npz`` file holding one uint8
+array (N, R, R, 3) (of several, the one named ``images``); the images must be square RGB of one side R,
+a power of two ≥ 16. The N images (the first ``--num-samples`` of them) are scored against N real
+train-split procedural faces rendered at R (``data.seed`` of the config), and each score's floor is
+that of N real test-split faces. The JSON holds ``judge_fd``, ``judge_attributes``, ``judge_precision``,
+``judge_recall``, ``swd_<side>``, ``swd_mean``, each also as ``<name>_floor``, and ``mode``, ``fake``,
+``num_samples``, ``resolution``, ``data_seed``, ``judge_sha256`` and ``seconds/judge``. The ``eval``
+section comes from ``--config`` (default ``configs/default.py``); the judge from ``--judge-weights``,
+else ``eval.judge_weights``, else the judge shipped with lkgan_jax.
+
 In a multi-process job (``LKGAN_DISTRIBUTED=1``, as for ``lkgan train``) every process runs the same
 command: each computes its share of the samples, all get the same numbers, and only process 0 writes
 the JSON (``lkgan_jax.evaluation.run_metrics``).
@@ -30,19 +44,26 @@ import argparse
 import datetime
 import functools
 import json
+import os
 import time
-from typing import Any
+import zipfile
+from typing import Any, Iterator
+
+import numpy as np
+from absl import logging
 
 from lkgan_jax.cli.arguments import add_run_arguments, check_positive
-from lkgan_jax.config_loading import config_for_run
+from lkgan_jax.cli.distributed import maybe_initialize_distributed
+from lkgan_jax.config_loading import DEFAULT_CONFIG, config_for_run, load_config
 from lkgan_jax.data.folder_batches import iterate_folder_batches
-from lkgan_jax.data.sources import ImageSource
+from lkgan_jax.data.sources import PROCEDURAL, ImageSource
 from lkgan_jax.detection.inference import load_detector_run
 from lkgan_jax.evaluation.features import FeatureExtractor
 from lkgan_jax.evaluation.fid import frechet_distance
 from lkgan_jax.evaluation.kid import kernel_inception_distance
 from lkgan_jax.evaluation.landmarks import check_labelled
 from lkgan_jax.evaluation.preprocess import DEFAULT_PROTOCOL, PROTOCOLS
+from lkgan_jax.evaluation import judged
 from lkgan_jax.keypointgan.evaluate import is_keypointgan_run
 from lkgan_jax.evaluation.run_metrics import METRICS, EvalSetup, RunEvaluation, evaluate, parse_metric_names, take_rows
 from lkgan_jax.pretrained import load_generator
@@ -53,17 +74,24 @@ EDITING = "editing"  # the learned editors' metric: computed here, outside the g
 FID_BATCH_SIZE = 50  # the default --batch-size of `lkgan evaluate fid`
 RUN_ONLY_FLAGS = ("workdir", "step", "metrics", "editors", "num_samples", "num_real", "judge_weights", "cpd_pairs",
                   "locality_pairs", "cpd_groups", "cpd_background", "config")  # flags that `evaluate fid` does not take
+# flags that `evaluate judge` does not take (--protocol: when not the default)
+NOT_JUDGE_FLAGS = ("workdir", "step", "metrics", "editors", "real", "num_real", "inception_weights", "allow_unverified_weights",
+                   "cpd_pairs", "locality_pairs", "cpd_groups", "cpd_background", "batch_size")
+MIN_JUDGE_SIDE = 16  # the smallest side of `evaluate judge` images (SWD's coarsest pyramid level)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("evaluate", help="compute metrics of a trained run (or FID of two folders) as JSON")
-    parser.add_argument("mode", nargs="?", choices=["fid"], help="'fid': FID and KID of two image folders")
+    parser.add_argument("mode", nargs="?", choices=["fid", "judge"],
+                        help="'fid': FID and KID of two image folders; 'judge': the judge's fidelity scores of --fake")
     add_run_arguments(parser, workdir_required=False)
     parser.add_argument("--metrics", help=f"comma-separated: {', '.join((*METRICS, EDITING))}")
     parser.add_argument("--editors", default=None, help="editing: comma-separated editor names (default: every trained editor)")
     parser.add_argument("--real", default=None, help="real images: procedural, folder:PATH or arrayrecord:PATH (default: the run's data; a folder with `fid`)")
-    parser.add_argument("--fake", default=None, help="generated images folder (with `fid`)")
-    parser.add_argument("--num-samples", type=int, default=None, help="generated images per FID (default: eval.num_samples)")
+    parser.add_argument("--fake", default=None,
+                        help="generated images: a folder (with `fid` or `judge`) or an .npz of uint8 (N, R, R, 3) (with `judge`)")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="generated images per FID (default: eval.num_samples); with `judge`: the first N of --fake (default: all)")
     parser.add_argument("--num-real", type=int, default=None, help="real images (default: eval.num_real)")
     parser.add_argument("--inception-weights", default=None,
                         help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: eval.inception_weights)")
@@ -100,11 +128,12 @@ def provenance() -> dict[str, Any]:
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
     import jax
 
-    from lkgan_jax.cli.main import _maybe_initialize_distributed
-
     files.check_output_file(args.out, "--out")  # before any metric is computed
-    _maybe_initialize_distributed()
-    result = _folders_fid(args, overrides) if args.mode == "fid" else _run_metrics(args, overrides)
+    modes = {"fid": _folders_fid, "judge": _judged_fakes}
+    if args.mode == "judge":
+        _check_judge_flags(args)  # before a multi-process job is joined
+    maybe_initialize_distributed()
+    result = modes.get(args.mode, _run_metrics)(args, overrides)
     result.update(provenance())
     if jax.process_index() == 0:
         files.write_json(args.out, result)
@@ -113,9 +142,10 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
 
 def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
     if not args.workdir or not args.metrics:
-        raise ValueError("lkgan evaluate needs --workdir and --metrics (or the `fid` mode with --real and --fake)")
+        raise ValueError("lkgan evaluate needs --workdir and --metrics (or the `fid` mode with --real and --fake, "
+                         "or the `judge` mode with --fake)")
     if args.fake:
-        raise ValueError("--fake is only for `lkgan evaluate fid --real DIR --fake DIR`")
+        raise ValueError("--fake is only for `lkgan evaluate fid --real DIR --fake DIR` and `lkgan evaluate judge --fake PATH`")
     requested = parse_metric_names(args.metrics, extra=(EDITING,))
     names = tuple(n for n in requested if n != EDITING)
     if args.editors and EDITING not in requested:
@@ -219,3 +249,112 @@ def _folders_fid(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
         "inception_sha256": extractor.weights_sha256,
         **timings,
     }
+
+
+def _check_judge_flags(args: argparse.Namespace) -> None:
+    """One-line errors for the flags of ``lkgan evaluate judge`` (before anything is read)."""
+    if not args.fake:
+        raise ValueError("lkgan evaluate judge needs --fake DIR or --fake FILE.npz")
+    given = [f"--{name.replace('_', '-')}" for name in NOT_JUDGE_FLAGS if getattr(args, name) not in (None, False)]
+    if args.protocol != DEFAULT_PROTOCOL:
+        given.append("--protocol")
+    if given:
+        raise ValueError(f"lkgan evaluate judge takes --fake, --judge-weights, --num-samples, --config, --config.eval.x=v, "
+                         f"--out, not {', '.join(given)}")
+    check_positive(args, "num_samples")
+
+
+def _judged_fakes(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
+    """``lkgan evaluate judge``: the fidelity scores of ``--fake`` against real procedural faces."""
+    config = load_config(args.config or DEFAULT_CONFIG, overrides)
+    if args.judge_weights:
+        config.eval.judge_weights = args.judge_weights
+    start = time.perf_counter()
+    images = read_fake_images(args.fake, args.num_samples)
+    num, side = len(images), images.shape[1]
+    if num <= config.eval.judge_neighbours:
+        given = f"--num-samples {num}" if args.num_samples else f"--fake {args.fake} holds {num}"
+        raise ValueError(f"judge_precision and judge_recall need more than eval.judge_neighbours = "
+                         f"{config.eval.judge_neighbours} images; {given}")
+    config.eval.judge_num_samples = num  # the real train and test sets: as many faces as there are fakes
+    setup = EvalSetup(config, ImageSource(PROCEDURAL), ("judge",))  # checks the eval section
+    batch_size = config.eval.batch_size
+
+    def batches_of(indices: range) -> Iterator[np.ndarray]:
+        return (images[i: min(indices.stop, i + batch_size)] for i in range(indices.start, indices.stop, batch_size))
+
+    generated = judged.judge_images(setup.judge, batches_of, num, batch_size)
+    report = judged.fidelity_report(generated, setup.judge_real_images(side, "train"), setup.judge_floor(side), config.eval)
+    return {
+        "mode": "judge",
+        **report,
+        "fake": str(args.fake),
+        "num_samples": num,
+        "resolution": side,
+        "data_seed": config.data.seed,
+        "judge_sha256": setup.judge.sha256,
+        "seconds/judge": round(time.perf_counter() - start, 3),
+    }
+
+
+def read_fake_images(path: str, num: int | None = None) -> np.ndarray:
+    """The uint8 images (N, R, R, 3) of an image folder or ``.npz`` file (its first ``num`` when given).
+
+    One-line ``ValueError``s (naming ``--fake``) for a missing path, an ``.npz`` that holds no single
+    uint8 (N, R, R, 3) array (nor one named ``images``), non-square images, a side R that is not a power
+    of two ≥ 16, no images, or fewer images than ``num``.
+    """
+    if os.path.isdir(path):
+        batches = iterate_folder_batches(path, FID_BATCH_SIZE, max_images=num)
+        images = list(batches)
+        if batches.num_skipped:
+            logging.warning("--fake %s: skipped %d unreadable image(s)", path, batches.num_skipped)
+        if not images:
+            raise ValueError(f"--fake {path}: no readable images")
+        images = np.concatenate(images)
+    elif os.path.isfile(path):
+        images = _npz_images(path)
+    else:
+        raise ValueError(f"--fake {path} does not exist (an image folder or an .npz file)")
+    if len(images) == 0:
+        raise ValueError(f"--fake {path} holds zero images")
+    side = images.shape[1]
+    if images.shape[2] != side:
+        raise ValueError(f"--fake {path}: images must be square, got {images.shape[1]}x{images.shape[2]} (HxW)")
+    if side < MIN_JUDGE_SIDE or side & (side - 1):
+        raise ValueError(f"--fake {path}: the image side must be a power of two >= {MIN_JUDGE_SIDE}, got {side}")
+    if num is not None:
+        if len(images) < num:
+            raise ValueError(f"--num-samples {num} is more than the {len(images)} images of --fake {path}")
+        images = images[:num]
+    return images
+
+
+def _npz_images(path: str) -> np.ndarray:
+    """The uint8 array (N, R, R, 3) of an ``.npz`` file: its only array, else the one named ``images``."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except OSError as error:
+        raise ValueError(f"--fake {path} cannot be read ({error.strerror or type(error).__name__})") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):  # numpy's messages for foreign bytes speak of pickles
+        raise ValueError(f"--fake {path} is neither an image folder nor an .npz file") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"--fake {path} is a single .npy array, not an .npz file (save it with np.savez)")
+    with archive:
+        keys = list(archive.keys())
+        if len(keys) == 1:
+            key = keys[0]
+        elif "images" in keys:
+            key = "images"
+        else:
+            raise ValueError(f"--fake {path} holds the arrays {', '.join(keys) or '(none)'}: "
+                             f"one array, or one named 'images', is needed")
+        try:
+            images = archive[key]
+        except ValueError as error:  # an object array needs pickles, which are refused
+            raise ValueError(f"--fake {path}: array {key!r} cannot be read ({error})") from None
+    if images.dtype != np.uint8:
+        raise ValueError(f"--fake {path}: array {key!r} must be uint8 (0..255), got {images.dtype}")
+    if images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(f"--fake {path}: array {key!r} must have shape (N, R, R, 3), got {images.shape}")
+    return images

@@ -23,6 +23,7 @@ from absl import flags, logging
 
 from lkgan_jax.cli import detect, edit, edit_train, evaluate, generate, judge, studio
 from lkgan_jax.cli.arguments import OneLineErrorParser, check_positive
+from lkgan_jax.cli.distributed import maybe_initialize_distributed
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -49,29 +50,13 @@ def _configure_logging() -> None:
     logging.get_absl_handler().addFilter(_OwnInfoOnly())
 
 
-def _maybe_initialize_distributed() -> None:
-    """Multi-process runs (see launch/) set LKGAN_DISTRIBUTED=1; coordinates may come from the env."""
-    if os.environ.get("LKGAN_DISTRIBUTED") != "1":
-        return
-    import jax
-
-    kwargs = {}
-    if "LKGAN_COORDINATOR" in os.environ:
-        kwargs = dict(
-            coordinator_address=os.environ["LKGAN_COORDINATOR"],
-            num_processes=int(os.environ["LKGAN_NUM_PROCESSES"]),
-            process_id=int(os.environ["LKGAN_PROCESS_ID"]),
-        )
-    jax.distributed.initialize(**kwargs)  # SLURM / TPU pods / MPI are auto-detected without kwargs
-
-
 def _train(args: argparse.Namespace, overrides: list[str]) -> None:
     from lkgan_jax.config_loading import load_config
     from lkgan_jax.utils.files import check_output_directory
 
     config = load_config(args.config, overrides)
     check_output_directory(args.workdir, "--workdir")
-    _maybe_initialize_distributed()
+    maybe_initialize_distributed()
     if config.get("system", "latentkeypointgan") == "keypointgan":
         from lkgan_jax.keypointgan.train import train_keypointgan
 

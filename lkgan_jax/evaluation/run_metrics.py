@@ -97,23 +97,29 @@ class EvalSetup:
 
     @functools.cached_property
     def judge(self) -> Any:
-        from lkgan_jax.judge.weights import load_judge
+        from lkgan_jax.judge.weights import load_judge, shipped_judge_path
 
-        if not self.config.eval.get("judge_weights"):
-            raise ValueError(f"the judge metric needs eval.judge_weights ({WEIGHT_FILES['judge_weights']})")
-        return load_judge(self.config.eval.judge_weights)
+        return load_judge(self.config.eval.get("judge_weights") or shipped_judge_path())
 
-    def judge_real_statistics(self, resolution: int, split: str) -> tuple[fid.Statistics, fid.Statistics]:
-        """The judge's statistics of ``eval.judge_num_samples`` real faces of ``split``; cached in memory."""
-        cache = self.__dict__.setdefault("_judge_statistics", {})
+    def judge_real_images(self, resolution: int, split: str) -> judged.JudgedImages:
+        """The judge's view of ``eval.judge_num_samples`` real faces of ``split``; cached in memory."""
+        cache = self.__dict__.setdefault("_judged_real_images", {})
         if (resolution, split) not in cache:
             e = self.config.eval
 
             def batches_of(indices: range) -> Iterator[np.ndarray]:
                 return judged.face_batches(self.config.data.seed, split, resolution, indices, e.batch_size)
 
-            cache[resolution, split] = judged.sharded_judge_statistics(self.judge, batches_of, e.judge_num_samples, e.batch_size)
+            cache[resolution, split] = judged.judge_images(self.judge, batches_of, e.judge_num_samples, e.batch_size)
         return cache[resolution, split]
+
+    def judge_floor(self, resolution: int) -> dict[str, float]:
+        """Every fidelity score of real test faces against the real train faces; cached in memory."""
+        cache = self.__dict__.setdefault("_judge_floor", {})
+        if resolution not in cache:
+            test, train = (self.judge_real_images(resolution, split) for split in ("test", "train"))
+            cache[resolution] = judged.fidelity_scores(test, train, self.config.eval)
+        return cache[resolution]
 
     @property
     def samples(self) -> int:
@@ -386,16 +392,9 @@ def judge_metric(run: RunEvaluation) -> dict[str, Any]:
     def batches_of(indices: range) -> Iterator[np.ndarray]:
         return rendered_batches(run.generator, seed_latents(run.generator, e.seed), indices, e.batch_size)
 
-    generated = judged.sharded_judge_statistics(setup.judge, batches_of, e.judge_num_samples, e.batch_size)
-    train = setup.judge_real_statistics(resolution, "train")
-    floor = judged.judged_distances(setup.judge_real_statistics(resolution, "test"), train)
-    return {
-        **run.provenance(),
-        **judged.judged_distances(generated, train),
-        **{f"{name}_floor": value for name, value in floor.items()},
-        "judge_num_samples": e.judge_num_samples,
-        "judge_sha256": setup.judge.sha256,
-    }
+    generated = judged.judge_images(setup.judge, batches_of, e.judge_num_samples, e.batch_size)
+    report = judged.fidelity_report(generated, setup.judge_real_images(resolution, "train"), setup.judge_floor(resolution), e)
+    return {**run.provenance(), **report, "judge_sha256": setup.judge.sha256}
 
 
 def landmarks(run: RunEvaluation) -> dict[str, Any]:
@@ -408,7 +407,7 @@ class Metric:
     """A registered metric: ``compute(run)`` → JSON-ready entries, and what it needs besides a generator."""
 
     compute: Callable[[RunEvaluation], dict[str, Any]]
-    needs_file: str = ""  # the eval field naming a weight file it needs (``inception_weights``, ``judge_weights``)
+    needs_file: str = ""  # the eval field naming a weight file it needs (``inception_weights``)
     needs_detector: bool = False
     uses_detector: bool = False  # adds detector-based values when the run has a detector
 
@@ -416,7 +415,6 @@ class Metric:
 # What each weight-file field of the eval section must point to.
 WEIGHT_FILES = {
     "inception_weights": "a local copy of pytorch-fid's pt_inception-2015-12-05-6726825d.pth",
-    "judge_weights": "a judge.msgpack written by `lkgan judge train`",
 }
 
 # ``lkgan evaluate --metrics`` and ``*.eval_metrics`` names -> metrics.
@@ -427,7 +425,7 @@ METRICS: dict[str, Metric] = {
     "cpd": Metric(cpd_metric),
     "locality": Metric(locality_metric, uses_detector=True),
     "landmarks": Metric(landmarks, needs_detector=True),
-    "judge": Metric(judge_metric, needs_file="judge_weights"),
+    "judge": Metric(judge_metric),  # eval.judge_weights, or the judge shipped with the package
 }
 
 

@@ -22,6 +22,9 @@ from lkgan_jax.judge.model import Judge, JudgeOutput, make_judge
 from lkgan_jax.utils import files
 
 FORMAT = "lkgan_jax judge"
+# The judge shipped with the package: `lkgan judge train` with configs/default.py (docs/design.md §7.7).
+SHIPPED_FILE = "procedural_faces_judge.msgpack"
+SHIPPED_SHA256 = "c631e8ac533db6294cd27ba272621aeda57a3a0802681765d101c7a98a915afa"
 VERSION = 1
 
 
@@ -38,7 +41,7 @@ class TrainedJudge:
     sha256: str = ""
 
     def outputs(self, images: jax.Array) -> JudgeOutput:
-        return judge_outputs(self.judge, self.variables, images)
+        return float_judge_outputs(self.judge, self.variables, images)
 
     def attributes(self, standardised: np.ndarray) -> np.ndarray:
         """Standardised attribute predictions → attribute units."""
@@ -46,7 +49,8 @@ class TrainedJudge:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def judge_outputs(judge: Judge, variables: Any, images: jax.Array) -> JudgeOutput:
+def float_judge_outputs(judge: Judge, variables: Any, images: jax.Array) -> JudgeOutput:
+    """The judge in eval mode on float images (B, R, R, 3) in [-1, 1] (``evaluation.judged`` takes uint8)."""
     return judge.apply(variables, images, train=False)
 
 
@@ -65,6 +69,11 @@ def save_judge(path: str | pathlib.Path, trained: TrainedJudge) -> None:
     }
     data = flax.serialization.msgpack_serialize(content)
     files.write_atomically(path, lambda f: f.write(data))
+
+
+def shipped_judge_path() -> pathlib.Path:
+    """The judge weights shipped inside the package (the default of ``eval.judge_weights``)."""
+    return pathlib.Path(__file__).with_name(SHIPPED_FILE)
 
 
 def load_judge(path: str | pathlib.Path) -> TrainedJudge:

@@ -43,7 +43,7 @@ from jax.sharding import Mesh
 from lkgan_jax import checkpoint, parallel
 from lkgan_jax.data.procedural import ATTRIBUTE_NAMES
 from lkgan_jax.detection.inference import TrainedDetector, detect_keypoints, load_detector
-from lkgan_jax.judge.weights import TrainedJudge, judge_outputs, load_judge
+from lkgan_jax.judge.weights import TrainedJudge, float_judge_outputs, load_judge
 from lkgan_jax.latent_editing import losses
 from lkgan_jax.latent_editing.editors import STANDARDISATION, DirectionMatrix, LatentMapper, flatten_latent, unflatten_offset
 from lkgan_jax.models.latent import sample_noise
@@ -176,7 +176,7 @@ def build_editor_trainer(
     index = jnp.asarray(attributes)
 
     def judged(judge_vars, images):
-        return judge_outputs(judge.judge, judge_vars, images).attributes[:, index]
+        return float_judge_outputs(judge.judge, judge_vars, images).attributes[:, index]
 
     def detected(detector_vars, images):
         return detect_keypoints(detector.detector, detector_vars, images)

@@ -43,6 +43,7 @@ class Discriminator(nn.Module):
     slope: float = 0.2
     dtype: Dtype = jnp.float32
     num_keypoints: int = 0
+    keypoint_head_init_scale: float = 1.0  # × the head's Kaiming initial weights (0: it starts at 0)
 
     @nn.compact
     def __call__(self, images: jax.Array, return_keypoints: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
@@ -53,7 +54,8 @@ class Discriminator(nn.Module):
         x = nn.leaky_relu(dense(self.dense_features, slope=self.slope, dtype=self.dtype, name="dense")(x), self.slope)
         logits = dense(1, slope=self.slope, dtype=self.dtype, name="logit")(x)[:, 0].astype(jnp.float32)
         if self.num_keypoints > 0:
-            keypoints = dense(2 * self.num_keypoints, slope=self.slope, dtype=self.dtype, name="keypoint_head")(x)
+            keypoints = dense(2 * self.num_keypoints, slope=self.slope, dtype=self.dtype, init_scale=self.keypoint_head_init_scale,
+                              name="keypoint_head")(x)
             keypoints = keypoints.astype(jnp.float32).reshape(-1, self.num_keypoints, 2)
         if not return_keypoints:
             return logits

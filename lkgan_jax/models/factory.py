@@ -50,6 +50,8 @@ def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = 
         min_keypoint_size=c.get("min_keypoint_size", 0),
         part_size_range=c.get("part_size_range", 1.0),
         learned_layout=c.get("learned_layout", True),
+        residual_init_scale=c.get("g_residual_init_scale", 1.0),
+        rgb_init_scale=c.get("g_rgb_init_scale", 1.0),
     )
 
 
@@ -63,4 +65,5 @@ def make_discriminator(model_config: ml_collections.ConfigDict, dtype: str | Non
         slope=c.leaky_slope,
         dtype=compute_dtype(dtype or c.dtype),
         num_keypoints=c.num_keypoints if c.get("keypoint_recovery_weight", 0.0) > 0 else 0,
+        keypoint_head_init_scale=c.get("keypoint_head_init_scale", 1.0),
     )

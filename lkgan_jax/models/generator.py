@@ -90,7 +90,11 @@ class Spade(nn.Module):
 
 
 class SpadeResBlock(nn.Module):
-    """SPADE residual block (docs/design.md §2); a SPADE + 3×3 conv shortcut when the width changes."""
+    """SPADE residual block (docs/design.md §2); a SPADE + 3×3 conv shortcut when the width changes.
+
+    ``residual_init_scale`` multiplies the initial kernel of the residual branch's last conv, so that
+    a block starts near its shortcut (1: Kaiming, as every other conv).
+    """
 
     features: int
     hidden: int
@@ -98,6 +102,7 @@ class SpadeResBlock(nn.Module):
     bn_momentum: float
     bn_epsilon: float
     dtype: Dtype
+    residual_init_scale: float = 1.0
 
     def _spade(self, name: str) -> Spade:
         return Spade(self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype, name=name)
@@ -109,7 +114,7 @@ class SpadeResBlock(nn.Module):
         h = nn.leaky_relu(self._spade("spade_0")(x, cond, train), self.slope)
         h = conv(middle, 3, use_bias=False, slope=self.slope, dtype=self.dtype, name="conv_0")(h)  # → BatchNorm
         h = nn.leaky_relu(self._spade("spade_1")(h, cond, train), self.slope)
-        h = conv(self.features, 3, slope=self.slope, dtype=self.dtype, name="conv_1")(h)
+        h = conv(self.features, 3, slope=self.slope, dtype=self.dtype, init_scale=self.residual_init_scale, name="conv_1")(h)
         if features_in == self.features:
             shortcut = x
         else:
@@ -123,6 +128,8 @@ class SpadeRenderer(nn.Module):
 
     ``channels[i]`` is the output width of the block at side 4·2^i; the output side is 4·2^(n−1).
     ``tau_floor_pixels`` and ``min_keypoint_size`` shape the conditioning maps (``heatmaps.embedding_map``).
+    ``rgb_init_scale`` multiplies the RGB conv's initial kernel, so that the output tanh can start
+    unsaturated; ``residual_init_scale`` is each block's (``SpadeResBlock``).
     With ``learned_layout=False`` there is no constant: the blocks start from zeros, so the first block's
     output is computed from the conditioning map alone and every spatial structure starts from the
     keypoints (docs/design.md §2).
@@ -138,6 +145,8 @@ class SpadeRenderer(nn.Module):
     tau_floor_pixels: float = 0.0
     min_keypoint_size: int = 0
     learned_layout: bool = True
+    residual_init_scale: float = 1.0
+    rgb_init_scale: float = 1.0
 
     @nn.compact
     def __call__(self, latent: Latent, train: bool) -> jax.Array:
@@ -151,12 +160,11 @@ class SpadeRenderer(nn.Module):
             if i > 0:
                 x = upsample2x(x)
             cond = embedding_map(latent, x.shape[1], self.tau_floor_pixels, self.min_keypoint_size).astype(self.dtype)
-            block = SpadeResBlock(
-                features, self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype, name=f"block_{x.shape[1]}"
-            )
+            block = SpadeResBlock(features, self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype,
+                                  self.residual_init_scale, name=f"block_{x.shape[1]}")
             x = block(x, cond, train)
         x = conv(self.channels[-1], 3, slope=self.slope, dtype=self.dtype, name="head_0")(nn.leaky_relu(x, self.slope))
-        x = conv(3, 3, slope=self.slope, dtype=self.dtype, name="head_rgb")(nn.leaky_relu(x, self.slope))
+        x = conv(3, 3, slope=self.slope, dtype=self.dtype, init_scale=self.rgb_init_scale, name="head_rgb")(nn.leaky_relu(x, self.slope))
         return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -181,6 +189,8 @@ class Generator(nn.Module):
     min_keypoint_size: int = 0  # layers smaller than this see only the background embedding (0: all see parts)
     part_size_range: float = 1.0  # > 1: each part learns its width within [1/r, r] × √τ's (1: fixed τ)
     learned_layout: bool = True  # False: no learned 4×4 constant (zeros); the layout comes from the keypoints
+    residual_init_scale: float = 1.0  # × the initial kernel of each residual branch's last conv
+    rgb_init_scale: float = 1.0  # × the initial kernel of the RGB conv
 
     def setup(self) -> None:
         self.mapping = KeypointMapping(
@@ -205,6 +215,8 @@ class Generator(nn.Module):
             self.tau_floor_pixels,
             self.min_keypoint_size,
             self.learned_layout,
+            self.residual_init_scale,
+            self.rgb_init_scale,
         )
 
     @property

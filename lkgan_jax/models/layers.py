@@ -11,9 +11,12 @@ import jax.numpy as jnp
 Dtype = Any
 
 
-def kaiming_leaky(negative_slope: float) -> nn.initializers.Initializer:
-    """PyTorch's ``kaiming_normal_(a=slope, mode='fan_in')``: untruncated N(0, 2 / ((1 + a²) fan_in))."""
-    return nn.initializers.variance_scaling(2.0 / (1.0 + negative_slope**2), "fan_in", "normal")
+def kaiming_leaky(negative_slope: float, scale: float = 1.0) -> nn.initializers.Initializer:
+    """PyTorch's ``kaiming_normal_(a=slope, mode='fan_in')``: untruncated N(0, 2 / ((1 + a²) fan_in)),
+    its standard deviation multiplied by ``scale`` (0: zeros)."""
+    if scale == 0:
+        return nn.initializers.zeros
+    return nn.initializers.variance_scaling(scale**2 * 2.0 / (1.0 + negative_slope**2), "fan_in", "normal")
 
 
 def conv(
@@ -24,9 +27,11 @@ def conv(
     use_bias: bool = True,
     slope: float,
     dtype: Dtype,
+    init_scale: float = 1.0,
     name: str | None = None,
 ) -> nn.Conv:
-    """A k×k convolution with PyTorch's ``padding=k//2`` (symmetric, also for stride 2).
+    """A k×k convolution with PyTorch's ``padding=k//2`` (symmetric, also for stride 2); its Kaiming
+    initial kernel is multiplied by ``init_scale``.
 
     Convolutions feeding a BatchNorm take ``use_bias=False``: the normalisation removes a bias, whose
     gradient is then zero up to rounding (and Adam would turn that rounding noise into updates).
@@ -38,7 +43,7 @@ def conv(
         strides=(stride, stride),
         padding=((pad, pad), (pad, pad)),
         use_bias=use_bias,
-        kernel_init=kaiming_leaky(slope),
+        kernel_init=kaiming_leaky(slope, init_scale),
         bias_init=nn.initializers.zeros,
         dtype=dtype,
         param_dtype=jnp.float32,
@@ -46,11 +51,11 @@ def conv(
     )
 
 
-def dense(features: int, *, slope: float, dtype: Dtype, name: str | None = None) -> nn.Dense:
-    """A fully connected layer with Kaiming(leaky slope) weights and zero bias."""
+def dense(features: int, *, slope: float, dtype: Dtype, init_scale: float = 1.0, name: str | None = None) -> nn.Dense:
+    """A fully connected layer with Kaiming(leaky slope) weights × ``init_scale`` and zero bias."""
     return nn.Dense(
         features,
-        kernel_init=kaiming_leaky(slope),
+        kernel_init=kaiming_leaky(slope, init_scale),
         bias_init=nn.initializers.zeros,
         dtype=dtype,
         param_dtype=jnp.float32,

@@ -5,7 +5,7 @@ Both are computed inside the jitted step, so the host reads them only when it lo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,27 @@ def optimizer_norms(name: str, grads: Any, updates: Any, logged: jax.Array | Non
     if logged is None:
         return norms()
     return jax.lax.cond(logged, norms, lambda: {key: jnp.zeros((), jnp.float32) for key in norms_keys(name)})
+
+
+def term_gradients(terms_fn: Callable[[Any], tuple[dict[str, jax.Array], Any]], params: Any, name: str,
+                   with_norms: bool) -> tuple[dict[str, jax.Array], Any, Any, dict[str, jax.Array]]:
+    """Gradient of a sum of loss terms, and (``with_norms``) the gradient norm that each term contributes.
+
+    ``terms_fn(params) -> (terms, aux)`` gives the weighted terms (a dict of scalars) whose sum is the
+    objective. Returns ``(terms, aux, grads of their sum, norms)``; with ``with_norms`` (a Python bool:
+    the step's logged variant), ``norms`` holds ``grad_norm/NAME/TERM``, the global L2 norm of each
+    term's own gradient (the forward pass's pullback applied to that term's unit cotangent), else it
+    is empty. A ``lax.cond`` over those extra backward passes would slow every step on the CPU, so
+    they live in their own executable instead.
+    """
+    terms, pullback, aux = jax.vjp(terms_fn, params, has_aux=True)
+    (grads,) = pullback(jax.tree.map(jnp.ones_like, terms))
+    norms = {}
+    if with_norms:
+        for term in sorted(terms):
+            (own,) = pullback({other: (jnp.ones_like if other == term else jnp.zeros_like)(value) for other, value in terms.items()})
+            norms[f"grad_norm/{name}/{term}"] = optax.global_norm(own).astype(jnp.float32)
+    return terms, aux, grads, norms
 
 
 def norms_keys(name: str) -> tuple[str, str]:

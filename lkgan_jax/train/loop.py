@@ -32,6 +32,26 @@ from lkgan_jax.workdir import write_config
 EMA_STATISTICS_KEY = 5  # folded into the run key: the noise of the EMA generator's standing statistics
 
 
+def is_penalty_step(step: int, reg_every: int) -> bool:
+    """Whether step index ``step`` (from 0) adds the lazy gradient penalty: the last of every ``reg_every``,
+    so that a logged step (``train.log_every`` a multiple of it, or of a common multiple) shows it."""
+    return (step + 1) % reg_every == 0
+
+
+def step_variants(train_config: ml_collections.ConfigDict) -> dict[tuple[bool, bool], tuple[bool, bool]]:
+    """The step's static ``(do_reg, log_terms)`` pairs to compile: with and without the lazy penalty, each
+    with and (``train.term_grad_norms``) without the per-term gradient norms."""
+    logs = (False, True) if train_config.get("term_grad_norms", False) else (False,)
+    return {(reg, terms): (reg, terms) for reg in (False, True) for terms in logs}
+
+
+def step_variant(step: int, train_config: ml_collections.ConfigDict) -> tuple[bool, bool]:
+    """The ``(do_reg, log_terms)`` variant that trains step index ``step``: per-term norms on logged steps."""
+    t = train_config
+    logged = t.get("term_grad_norms", False) and harness.is_due(step + 1, t.log_every, t.steps)
+    return is_penalty_step(step, t.reg_every), bool(logged)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """One-line errors for configs that cannot train."""
     resolution = generator_resolution(config.model)
@@ -141,8 +161,8 @@ def gan_task(trainer: Trainer, workdir: pathlib.Path, data_iterator: Any) -> har
         inputs=batches(),
         abstract_inputs=(trainer.abstract_batch(),),
         batch_size=t.batch_size,
-        variants={False: (False,), True: (True,)},  # the static do_reg: the lazy penalty's variant
-        variant=lambda step: step % t.reg_every == 0,
+        variants=step_variants(t),
+        variant=functools.partial(step_variant, train_config=t),
         data_iterator=data_iterator,
         parameters=lambda state: {"G": state.g_params, "D": state.d_params},
         on_start=lambda latest: write_config(workdir, config, resuming=latest is not None),

@@ -54,12 +54,16 @@ class GanModels(flax.struct.PyTreeNode):
 
 
 def make_models(config: ml_collections.ConfigDict) -> GanModels:
+    """Modules and Adam optimisers. With ``train.lazy_reg_correction``, D's learning rate and betas
+    become lr·c, β₁^c, β₂^c with c = k / (k + 1) for the penalty interval k (StyleGAN2's correction for
+    a penalty applied every k-th step: the k + 1 updates of k steps then move as k plain ones)."""
     t = config.train
+    c = t.reg_every / (t.reg_every + 1) if t.get("lazy_reg_correction", False) else 1.0
     return GanModels(
         generator=make_generator(config.model),
         discriminator=make_discriminator(config.model),
         g_tx=optax.adam(t.lr_g, b1=t.beta1, b2=t.beta2, eps=t.adam_eps),
-        d_tx=optax.adam(t.lr_d, b1=t.beta1, b2=t.beta2, eps=t.adam_eps),
+        d_tx=optax.adam(t.lr_d * c, b1=t.beta1**c, b2=t.beta2**c, eps=t.adam_eps),
     )
 
 

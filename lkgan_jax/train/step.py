@@ -4,11 +4,14 @@ Optional terms: keypoint recovery (D's keypoint head regresses the fakes' keypoi
 minimise its L1 error), keypoint jitter (independent offsets of every training fake's keypoints) and
 recovery jitter (extra fakes with jittered keypoints that only the recovery term sees).
 
-``make_train_step`` returns ``step(state, batch, do_reg) -> (state, metrics)``; ``compile_train_step``
-jits it once over a mesh with explicit shardings, the state donated, ``do_reg`` static (two
-executables: with and without the penalty). Besides the losses, the metrics hold the health signals
-``grad_norm/{g,d}`` and ``update_norm/{g,d}`` (global L2 norms of the gradients and Adam updates,
-computed on the steps the harness logs).
+``make_train_step`` returns ``step(state, batch, do_reg, log_terms) -> (state, metrics)``;
+``compile_train_step`` jits it once over a mesh with explicit shardings, the state donated, ``do_reg``
+and ``log_terms`` static (one executable each: with and without the penalty, and with
+``train.term_grad_norms`` on, with and without the per-term norms, which the harness runs on the
+steps it logs). Besides the losses, the metrics hold the health signals ``grad_norm/{g,d}`` and
+``update_norm/{g,d}`` (global L2 norms of the gradients and Adam updates, on the logged steps) and,
+with ``log_terms``, ``grad_norm/{g,d}/{adversarial,penalty,recovery}`` (the norm of each weighted loss
+term's own gradient).
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             return losses.r1_penalty(grads, t.r1_gamma, t.reg_every), logits
         return losses.unit_gradient_penalty(grads, t.gp_weight), logits
 
-    def step(state: TrainState, batch: dict[str, jax.Array], do_reg: bool) -> tuple[TrainState, Metrics]:
+    def step(state: TrainState, batch: dict[str, jax.Array], do_reg: bool, log_terms: bool = False) -> tuple[TrainState, Metrics]:
         real = batch["image"]
         batch_size = real.shape[0]
         step_key = jax.random.fold_in(state.key, state.step)
@@ -112,35 +115,44 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         if jittered_recovery:
             jittered_fake, jittered_keypoints = jax.lax.stop_gradient(generate_jittered(state.g_params, state.g_stats, d_key))
 
-        def d_objective(d_params):
+        def d_terms(d_params):
+            """D's weighted loss terms (their sum is L_D) and its metrics."""
             logits_fake, recovery = judge_fakes(d_params, fake, fake_keypoints)
             aux = {"d_keypoint_recovery": recovery} if recovery_weight > 0 else {}
             if jittered_recovery:
                 aux["d_keypoint_recovery_jittered"] = judge_fakes(d_params, jittered_fake, jittered_keypoints)[1]
                 recovery = recovery + aux["d_keypoint_recovery_jittered"]
+            terms = {}
             if do_reg:
-                penalty, logits_real = penalty_and_real_logits(d_params, real)
-                aux["grad_penalty"] = penalty
+                terms["penalty"], logits_real = penalty_and_real_logits(d_params, real)
+                aux["grad_penalty"] = terms["penalty"]
             else:
-                penalty, logits_real = 0.0, discriminator.apply({"params": d_params}, real)
-            adversarial = losses.discriminator_loss(logits_real, logits_fake)
-            aux.update(d_loss=adversarial, d_real=jnp.mean(logits_real), d_fake=jnp.mean(logits_fake))
-            return adversarial + penalty + recovery_weight * recovery, aux
+                logits_real = discriminator.apply({"params": d_params}, real)
+            terms["adversarial"] = losses.discriminator_loss(logits_real, logits_fake)
+            if recovery_weight > 0:
+                terms["recovery"] = recovery_weight * recovery
+            aux.update(d_loss=terms["adversarial"], d_real=jnp.mean(logits_real), d_fake=jnp.mean(logits_fake))
+            return terms, aux
 
-        d_grads, d_metrics = jax.grad(d_objective, has_aux=True)(state.d_params)
+        logged = health.is_logged(state.step, t.log_every, t.steps)
+        _, d_metrics, d_grads, d_term_norms = health.term_gradients(d_terms, state.d_params, "d", log_terms)
         d_updates, d_opt = models.d_tx.update(d_grads, state.d_opt, state.d_params)
         d_params = optax.apply_updates(state.d_params, d_updates)
 
         # Generator update with fresh noise through the updated discriminator.
-        def g_objective(g_params):
+        def g_terms(g_params):
+            """G's weighted loss terms (their sum is L_G) and (unweighted recovery terms, BatchNorm statistics)."""
             g_key = jax.random.fold_in(step_key, _G_KEY)
             images, keypoints, stats = generate(g_params, g_stats, g_key, batch_size)
             logits, recovery = judge_fakes(d_params, images, keypoints)
-            adversarial = losses.generator_loss(logits)
+            terms = {"adversarial": losses.generator_loss(logits)}
             jittered = judge_fakes(d_params, *generate_jittered(g_params, g_stats, g_key))[1] if jittered_recovery else 0.0
-            return adversarial + recovery_weight * (recovery + jittered), (adversarial, recovery, jittered, stats)
+            if recovery_weight > 0:
+                terms["recovery"] = recovery_weight * (recovery + jittered)
+            return terms, (recovery, jittered, stats)
 
-        (_, (g_loss, g_recovery, g_jittered, g_stats)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
+        g_loss_terms, (g_recovery, g_jittered, g_stats), g_grads, g_term_norms = health.term_gradients(g_terms, state.g_params, "g", log_terms)
+        g_loss = g_loss_terms["adversarial"]
         g_updates, g_opt = models.g_tx.update(g_grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, g_updates)
 
@@ -161,8 +173,8 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             d_opt=d_opt,
             nonfinite_step=nonfinite_step,
         )
-        logged = health.is_logged(state.step, t.log_every, t.steps)
-        norms = {**health.optimizer_norms("g", g_grads, g_updates, logged), **health.optimizer_norms("d", d_grads, d_updates, logged)}
+        norms = {**health.optimizer_norms("g", g_grads, g_updates, logged), **health.optimizer_norms("d", d_grads, d_updates, logged),
+                 **g_term_norms, **d_term_norms}
         recovery_metrics = {"g_keypoint_recovery": g_recovery} if recovery_weight > 0 else {}
         if jittered_recovery:
             recovery_metrics["g_keypoint_recovery_jittered"] = g_jittered
@@ -174,11 +186,11 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
 def compile_train_step(
     step: StepFn, state_shardings: Any, batch_sharding: NamedSharding, replicated: NamedSharding
 ) -> Callable[..., tuple[TrainState, Metrics]]:
-    """``jax.jit`` with explicit shardings, the state donated and ``do_reg`` (positional) static."""
+    """``jax.jit`` with explicit shardings, the state donated and ``do_reg``, ``log_terms`` (positional) static."""
     return jax.jit(
         step,
         in_shardings=(state_shardings, batch_sharding),
         out_shardings=(state_shardings, replicated),
         donate_argnums=0,
-        static_argnums=2,
+        static_argnums=(2, 3),
     )
