@@ -5,6 +5,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import tiny
@@ -156,6 +157,50 @@ def test_kaiming_leaky_std():
     fan_in = 3 * 3 * 64
     assert float(jnp.std(w)) == pytest.approx(np.sqrt(2 / (1.04 * fan_in)), rel=0.02)
     assert float(jnp.max(jnp.abs(w))) > 3.5 * np.sqrt(2 / (1.04 * fan_in))  # untruncated tails
+
+
+def test_initial_scales_multiply_the_kaiming_std_and_zero_gives_zeros():
+    w = kaiming_leaky(0.2, 0.1)(jax.random.key(0), (3, 3, 64, 256))
+    assert float(jnp.std(w)) == pytest.approx(0.1 * np.sqrt(2 / (1.04 * 3 * 3 * 64)), rel=0.02)
+    np.testing.assert_array_equal(np.asarray(kaiming_leaky(0.2, 0.0)(jax.random.key(0), (4, 4))), 0.0)
+    config = tiny.get_config()
+    config.model.keypoint_recovery_weight, config.model.keypoint_head_init_scale = 1.0, 0.0
+    config.model.g_rgb_init_scale, config.model.g_residual_init_scale = 0.0, 0.5
+    x = jnp.zeros((1, config.data.resolution, config.data.resolution, 3))
+    head = make_discriminator(config.model).init(jax.random.key(0), x)["params"]["keypoint_head"]["kernel"]
+    np.testing.assert_array_equal(np.asarray(head), 0.0)
+    generator = make_generator(config.model)
+    params = generator.init(jax.random.key(0), *sample_noise(jax.random.key(1), 1, config.model.z_dim))["params"]["renderer"]
+    np.testing.assert_array_equal(np.asarray(params["head_rgb"]["kernel"]), 0.0)
+    full = make_generator(tiny.get_config().model).init(jax.random.key(0), *sample_noise(jax.random.key(1), 1, config.model.z_dim))
+    ratio = jnp.std(params["block_8"]["conv_1"]["kernel"]) / jnp.std(full["params"]["renderer"]["block_8"]["conv_1"]["kernel"])
+    assert float(ratio) == pytest.approx(0.5, rel=1e-5)  # same key, same draw, half the scale
+
+
+def test_lazy_regularisation_correction_scales_d_adam_only():
+    from lkgan_jax.train.state import make_models
+
+    config = tiny.get_config()
+    config.train.reg_every, config.train.lr_d, config.train.beta1, config.train.beta2 = 4, 1e-3, 0.5, 0.9
+    config.train.lazy_reg_correction = True
+    models = make_models(config)
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.array([1.0, -2.0, 0.5])}
+    c = 4 / 5
+
+    def two_updates(tx):  # the second update depends on the betas, the first only on the learning rate
+        state = tx.init(params)
+        first, state = tx.update(grads, state, params)
+        second, _ = tx.update({"w": jnp.array([0.3, 1.0, -1.0])}, state, params)
+        return np.asarray(first["w"]), np.asarray(second["w"])
+
+    expected = two_updates(optax.adam(1e-3 * c, b1=0.5**c, b2=0.9**c, eps=config.train.adam_eps))
+    for got, want in zip(two_updates(models.d_tx), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    uncorrected = two_updates(optax.adam(1e-3 * c, b1=0.5, b2=0.9, eps=config.train.adam_eps))
+    assert not np.allclose(uncorrected[1], expected[1], rtol=1e-4)
+    for got, want in zip(two_updates(models.g_tx), two_updates(optax.adam(config.train.lr_g, b1=0.5, b2=0.9, eps=config.train.adam_eps))):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_conv_padding_matches_pytorch_stride_two():
