@@ -134,7 +134,6 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             aux.update(d_loss=terms["adversarial"], d_real=jnp.mean(logits_real), d_fake=jnp.mean(logits_fake))
             return terms, aux
 
-        logged = health.is_logged(state.step, t.log_every, t.steps)
         _, d_metrics, d_grads, d_term_norms = health.term_gradients(d_terms, state.d_params, "d", log_terms)
         d_updates, d_opt = models.d_tx.update(d_grads, state.d_opt, state.d_params)
         d_params = optax.apply_updates(state.d_params, d_updates)
@@ -173,6 +172,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             d_opt=d_opt,
             nonfinite_step=nonfinite_step,
         )
+        logged = health.is_logged(state.step, t.log_every, t.steps)
         norms = {**health.optimizer_norms("g", g_grads, g_updates, logged), **health.optimizer_norms("d", d_grads, d_updates, logged),
                  **g_term_norms, **d_term_norms}
         recovery_metrics = {"g_keypoint_recovery": g_recovery} if recovery_weight > 0 else {}
