@@ -1,11 +1,13 @@
 """Default config: LatentKeypointGAN on procedural faces at 32 px, about 10 min on 2 idle CPU cores.
 
 Variants (``--config=configs/default.py:VARIANT``; the paper_* configs take the same):
-  paper: the paper's renderer and objective: a learned 4×4 start constant, the fixed-τ heatmaps at
-    every layer, no keypoint recovery (nor its jitter) and no flips.
+  paper: the paper's renderer, objective and initialisation: a learned 4×4 start constant, the
+    fixed-τ heatmaps at every layer, no keypoint recovery (nor its jitter), no flips and a full-scale
+    RGB conv.
 The default instead starts from zeros and floors each heatmap's width at one pixel of its layer, so
 that the layout comes from the keypoints, and its discriminator must read the keypoints back from
-the images (keypoint recovery, weight 10): docs/design.md §2–§3, measured in docs/ablation.md.
+the images (keypoint recovery, weight 10): docs/design.md §2–§3, measured in docs/ablation.md. Its
+RGB conv starts at 0.1 × Kaiming, so the output tanh starts unsaturated (docs/fidelity.md).
 """
 
 import ml_collections
@@ -43,7 +45,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.model.keypoint_head_init_scale = 1.0  # × the recovery head's Kaiming initial weights (0: starts at 0)
     # Initial scales (× Kaiming) of G's RGB conv and of each residual branch's last conv: small values start
     # the output tanh unsaturated and each block near its shortcut.
-    c.model.g_rgb_init_scale = 1.0
+    c.model.g_rgb_init_scale = 0.1  # 1: 41 % of the initial output pixels beyond ±0.95 (docs/fidelity.md)
     c.model.g_residual_init_scale = 1.0
     # Narrow CPU widths: the SPADE convolutions at 16 and 32 px dominate the step's FLOPs.
     c.model.g_const_channels = 128
@@ -235,4 +237,5 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         c.train.recovery_jitter = 0.0
         c.train.recovery_jitter_batch = 0
         c.data.random_flip = False
+        c.model.g_rgb_init_scale = 1.0
     return c
