@@ -1,4 +1,4 @@
-"""Default config: LatentKeypointGAN on procedural faces at 32 px, about 10 min on 2 idle CPU cores.
+"""Default config: LatentKeypointGAN on procedural faces at 32 px, about 12½ min on 2 idle CPU cores.
 
 Variants (``--config=configs/default.py:VARIANT``; the paper_* configs take the same):
   paper: the paper's renderer, objective and initialisation: a learned 4×4 start constant, the
