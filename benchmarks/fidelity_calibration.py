@@ -55,8 +55,7 @@ def main() -> None:
     judge = load_judge(args.judge_weights or shipped_judge_path())
 
     def judged_set(images: np.ndarray) -> judged.JudgedImages:
-        return judged.judge_images(judge, lambda idx: (images[i: i + e.batch_size] for i in range(idx.start, idx.stop, e.batch_size)),
-                                   len(images), e.batch_size)
+        return judged.judge_images(judge, judged.array_batches(images, e.batch_size), len(images), e.batch_size)
 
     train, test = (np.concatenate(list(judged.face_batches(seed, split, args.resolution, args.num, e.batch_size)))
                    for split in ("train", "test"))

@@ -47,7 +47,7 @@ import json
 import os
 import time
 import zipfile
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from absl import logging
@@ -279,11 +279,7 @@ def _judged_fakes(args: argparse.Namespace, overrides: list[str]) -> dict[str, A
     config.eval.judge_num_samples = num  # the real train and test sets: as many faces as there are fakes
     setup = EvalSetup(config, ImageSource(PROCEDURAL), ("judge",))  # checks the eval section
     batch_size = config.eval.batch_size
-
-    def batches_of(indices: range) -> Iterator[np.ndarray]:
-        return (images[i: min(indices.stop, i + batch_size)] for i in range(indices.start, indices.stop, batch_size))
-
-    generated = judged.judge_images(setup.judge, batches_of, num, batch_size)
+    generated = judged.judge_images(setup.judge, judged.array_batches(images, batch_size), num, batch_size)
     report = judged.fidelity_report(generated, setup.judge_real_images(side, "train"), setup.judge_floor(side), config.eval)
     return {
         "mode": "judge",

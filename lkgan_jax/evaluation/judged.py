@@ -80,6 +80,14 @@ def judge_images(judge: TrainedJudge, batches_of: Callable[[range], Iterator[np.
     return JudgedImages(features, attributes, images, batch_size)
 
 
+def array_batches(images: np.ndarray, batch_size: int) -> Callable[[range], Iterator[np.ndarray]]:
+    """``batches_of(indices)`` for ``judge_images`` over in-memory uint8 images (N, R, R, 3)."""
+    def batches_of(indices: range) -> Iterator[np.ndarray]:
+        return (images[i: min(indices.stop, i + batch_size)] for i in range(indices.start, indices.stop, batch_size))
+
+    return batches_of
+
+
 def face_batches(data_seed: int, split: str, resolution: int, indices: int | range, batch_size: int) -> Iterator[np.ndarray]:
     """uint8 batches of faces ``indices`` (a range; an int n: faces 0 … n − 1) of a procedural split."""
     indices = range(indices) if isinstance(indices, int) else indices
