@@ -48,16 +48,17 @@ def load_config(spec: str = DEFAULT_CONFIG, overrides: list[str] | tuple[str, ..
     if root not in sys.path:  # lets config files import each other as ``configs.x``
         sys.path.insert(0, root)
     return _parse_overrides(overrides, lambda fv, argv: config_flags.DEFINE_config_file(
-        "config", resolved, flag_values=fv, lock_config=True, sys_argv=argv))
+        "config", resolved, flag_values=fv, lock_config=True, sys_argv=argv), spec)
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
     """A copy of ``config`` (e.g. read back from a work dir's config.json) with ``--config.a.b=v`` overrides."""
     return _parse_overrides(overrides, lambda fv, argv: config_flags.DEFINE_config_dict(
-        "config", ml_collections.ConfigDict(config.to_dict()), flag_values=fv, lock_config=True, sys_argv=argv))
+        "config", ml_collections.ConfigDict(config.to_dict()), flag_values=fv, lock_config=True, sys_argv=argv), "")
 
 
-def _parse_overrides(overrides, define) -> ml_collections.ConfigDict:
+def _parse_overrides(overrides, define, spec: str) -> ml_collections.ConfigDict:
+    """Defines the config flag with ``define`` and parses ``overrides``; ``spec`` names the config file in errors."""
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         raise ValueError(f"unexpected arguments {bad}; config overrides look like --config.train.steps=100")
@@ -68,8 +69,22 @@ def _parse_overrides(overrides, define) -> ml_collections.ConfigDict:
         define(flag_values, argv)
         flag_values(argv)
     except (flags.Error, KeyError, AttributeError, TypeError) as error:
+        raised = _raised_by_get_config(error)
+        if raised is not None:  # the config file's own error, e.g. an unknown variant
+            raise ValueError(f"config {spec}: {raised}") from None
         raise ValueError(f"bad config override: {_innermost_message(error)}") from None
     return flag_values.config
+
+
+def _raised_by_get_config(error: BaseException) -> str | None:
+    """The message of the exception that ``get_config`` raised, which ml_collections wraps with its
+    traceback text; None when ``error`` did not come from ``get_config``."""
+    text = str(error)
+    if "Error whilst parsing config file" not in text or "Traceback" not in text:
+        return None
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()  # "ValueError: message"
+    name, separator, message = last.partition(": ")
+    return message if separator and name.isidentifier() else last
 
 
 def _innermost_message(error: BaseException) -> str:

@@ -191,6 +191,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("lkgan: error: ") and message in err[0], err
+    assert "Traceback" not in err[0] and "File " not in err[0], err
 
 
 @pytest.mark.parametrize(
@@ -202,6 +203,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
         (["train", "--workdir", "{tmp}/a_file/run", f"--config={TINY}"], "--workdir {tmp}/a_file/run: cannot create the directory ({tmp}/a_file is a file)"),
         (["generate", "--workdir", "{tmp}/no_run", "--num", "1", "--seed", "0", "--out", "{tmp}/a_file/out"], "--out {tmp}/a_file/out: cannot create the directory ({tmp}/a_file is a file)"),
         (["prepare", "procedural", "--out", "{tmp}/a_file", "--num", "1"], "--out {tmp}/a_file is a file, not a directory"),
+        (["train", "--workdir", "/sys/lkgan_no_permission", f"--config={TINY}"], "/sys/lkgan_no_permission"),  # EPERM, even as root
         (["train", "--workdir", "{tmp}/run", f"--config={TINY}", "--config.train.steps=-1"], "train.steps must be positive, got -1"),
         (["train", "--workdir", "{tmp}/run", f"--config={TINY}", "--config.seed=-1"], "seed must lie in 0..4294967295, got -1"),
         (["judge", "train", "--workdir", "{tmp}/a_file", f"--config={TINY}"], "--workdir {tmp}/a_file is a file, not a directory"),

@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, CheckpointMismatchError) as error:
         print(f"lkgan: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (PermissionError, NotADirectoryError, IsADirectoryError) as error:  # a path that cannot be written
+        print(f"lkgan: error: cannot use {error.filename}: {error.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Preempted as stop:
         print(f"lkgan: {stop}; run the same command again to resume", file=sys.stderr)
         return EXIT_PREEMPTED
