@@ -47,6 +47,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # the output tanh unsaturated and each block near its shortcut.
     c.model.g_rgb_init_scale = 0.1  # 1: 41 % of the initial output pixels beyond ±0.95 (docs/fidelity.md)
     c.model.g_residual_init_scale = 1.0
+    # SPADE's normalisation: 0 = parameter-free BatchNorm (the authors'), G > 0 = parameter-free GroupNorm of
+    # G groups (per sample: no running statistics, rendering as in training).
+    c.model.g_norm_groups = 0
     # Narrow CPU widths: the SPADE convolutions at 16 and 32 px dominate the step's FLOPs.
     c.model.g_const_channels = 128
     c.model.g_channels = (128, 64, 32, 16)  # output width per resolution 4, 8, 16, 32

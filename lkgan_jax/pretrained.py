@@ -20,6 +20,7 @@ from absl import logging
 from lkgan_jax.checkpoint import STATE_ITEM, CheckpointDamagedError, CheckpointMismatchError, check_fits, error_summary, read_only_options
 from lkgan_jax.models.discriminator import Discriminator
 from lkgan_jax.models.factory import generator_resolution, make_discriminator, make_generator
+from lkgan_jax.models.generator import statistics
 from lkgan_jax.models.latent import sample_noise
 from lkgan_jax.models.sampling import TrainedGenerator
 from lkgan_jax.workdir import CHECKPOINT_DIR, read_config
@@ -37,16 +38,16 @@ def load_generator(workdir: str | pathlib.Path, step: int | None = None, device:
     abstract = jax.eval_shape(lambda: generator.init(jax.random.key(0), *sample_noise(jax.random.key(0), 1, generator.z_dim)))
     try:
         restored, step = restore_state_parts(
-            workdir, step, {"ema_params": abstract["params"], "ema_stats": abstract["batch_stats"]}, "the generator", device
+            workdir, step, {"ema_params": abstract["params"], "ema_stats": statistics(abstract)}, "the generator", device
         )
-        statistics = restored["ema_stats"]
+        stats = restored["ema_stats"]
     except CheckpointMismatchError:  # a run from before the EMA generator had its own BatchNorm statistics
         restored, step = restore_state_parts(
-            workdir, step, {"ema_params": abstract["params"], "g_stats": abstract["batch_stats"]}, "the generator", device
+            workdir, step, {"ema_params": abstract["params"], "g_stats": statistics(abstract)}, "the generator", device
         )
-        statistics = restored["g_stats"]
+        stats = restored["g_stats"]
         logging.warning("%s: checkpoint step %d has no ema_stats; the EMA generator renders with G's BatchNorm statistics", workdir, step)
-    return TrainedGenerator(generator, {"params": restored["ema_params"], "batch_stats": statistics}, config, step)
+    return TrainedGenerator(generator, {"params": restored["ema_params"], "batch_stats": stats}, config, step)
 
 
 def load_discriminator_params(workdir: str | pathlib.Path, step: int) -> tuple[Discriminator, Any]:

@@ -397,3 +397,40 @@ def test_standing_statistics_average_the_batches(tiny_generator):
     expected = jax.tree.map(lambda a, b: (a + b) / 2, *per_batch)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-4), both, expected)
     assert jax.tree.structure(both) == jax.tree.structure(variables["batch_stats"])
+
+
+def test_group_norm_spade_normalises_each_sample_over_its_groups():
+    """With norm_groups = G, SPADE normalises each sample over (H, W, C/G) and keeps no statistics."""
+    spade = Spade(hidden=4, slope=0.2, bn_momentum=0.9, bn_epsilon=1e-5, dtype=jnp.float32, norm_groups=2)
+    x = jax.random.normal(jax.random.key(0), (3, 5, 5, 4)) * 3 + 2
+    cond = jax.random.normal(jax.random.key(1), (3, 5, 5, 6))
+    variables = spade.init(jax.random.key(2), x, cond, train=True)
+    assert set(variables) == {"params"} and "norm" not in variables["params"]
+    grouped = x.reshape(3, 5, 5, 2, 2)
+    mean, var = grouped.mean((1, 2, 4), keepdims=True), grouped.var((1, 2, 4), keepdims=True)
+    x_hat = ((grouped - mean) / jnp.sqrt(var + 1e-5)).reshape(x.shape)
+    params = variables["params"]
+    h = jax.nn.leaky_relu(conv(4, 3, slope=0.2, dtype=jnp.float32).apply({"params": params["shared"]}, cond), 0.2)
+    gamma = conv(4, 3, slope=0.2, dtype=jnp.float32).apply({"params": params["gamma"]}, h)
+    beta = conv(4, 3, slope=0.2, dtype=jnp.float32).apply({"params": params["beta"]}, h)
+    for train in (True, False):  # no batch coupling, no running statistics: both modes are the same function
+        out = spade.apply(variables, x, cond, train=train)
+        np.testing.assert_allclose(np.asarray(out), np.asarray(x_hat * (1 + gamma) + beta), rtol=1e-4, atol=1e-4)
+
+
+def test_group_norm_generator_has_no_statistics_and_rejects_bad_groups():
+    from lkgan_jax.models.generator import statistics
+    from lkgan_jax.models.sampling import standing_statistics
+
+    config = tiny.get_config()
+    config.model.g_norm_groups = 4
+    generator = make_generator(config.model)
+    noise = sample_noise(jax.random.key(0), 2, config.model.z_dim)
+    variables = generator.init(jax.random.key(1), *noise)
+    assert statistics(variables) == {} and standing_statistics(generator, variables["params"], {}, jax.random.key(2), 2, 2) == {}
+    train_images, updates = generator.apply(variables, *noise, train=True, mutable=["batch_stats"])
+    assert statistics(updates) == {}
+    np.testing.assert_allclose(np.asarray(train_images), np.asarray(generator.apply(variables, *noise)), atol=1e-6)
+    config.model.g_norm_groups = 3  # does not divide the width 16
+    with pytest.raises(ValueError, match="model.g_norm_groups must be 0"):
+        make_generator(config.model)

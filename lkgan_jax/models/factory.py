@@ -29,6 +29,10 @@ def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = 
         raise ValueError(f"model.num_keypoints must be at least 1, got {c.num_keypoints}")
     if c.tau <= 0:
         raise ValueError(f"model.tau must be positive, got {c.tau}")
+    groups = c.get("g_norm_groups", 0)
+    widths = [c.g_const_channels, *c.g_channels]  # every normalised width: the blocks' inputs and outputs
+    if groups < 0 or (groups and any(width % groups for width in widths)):
+        raise ValueError(f"model.g_norm_groups must be 0 (BatchNorm) or divide every G width {tuple(c.g_channels)}, got {groups}")
     if c.get("part_size_range", 1.0) < 1:
         raise ValueError(f"model.part_size_range must be at least 1 (1: fixed τ), got {c.part_size_range}")
     return Generator(
@@ -52,6 +56,7 @@ def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = 
         learned_layout=c.get("learned_layout", True),
         residual_init_scale=c.get("g_residual_init_scale", 1.0),
         rgb_init_scale=c.get("g_rgb_init_scale", 1.0),
+        norm_groups=c.get("g_norm_groups", 0),
     )
 
 

@@ -8,7 +8,8 @@ explicit latent:
   image  = Generator(...).apply(variables, latent, train=False, method=Generator.render)
 
 Images are (B, R, R, 3) float32 in [-1, 1]. BatchNorm uses batch statistics when ``train=True`` and
-running averages otherwise (eval mode: samples of a batch are independent).
+running averages otherwise (eval mode: samples of a batch are independent); a generator with GroupNorm
+(``norm_groups`` > 0) has no statistics, and ``statistics(variables)`` is then ``{}``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from lkgan_jax.models.latent import Latent
 from lkgan_jax.models.layers import MLP, conv, upsample2x
 
 Dtype = Any
+
+
+def statistics(variables: Any) -> Any:
+    """The BatchNorm statistics in a generator's Flax ``variables`` (or ``mutable`` updates); ``{}`` with GroupNorm."""
+    return variables.get("batch_stats", {})
 
 
 class KeypointMapping(nn.Module):
@@ -64,25 +70,34 @@ class KeypointMapping(nn.Module):
 
 
 class Spade(nn.Module):
-    """SPADE: parameter-free BatchNorm of x, modulated by (1 + γ(F)) and β(F) computed from F."""
+    """SPADE: a parameter-free normalisation of x, modulated by (1 + γ(F)) and β(F) computed from F.
+
+    ``norm_groups`` = 0 normalises with BatchNorm (the authors'; running statistics in ``batch_stats``);
+    G > 0 with GroupNorm of G groups, per sample and the same in training and rendering.
+    """
 
     hidden: int
     slope: float
     bn_momentum: float
     bn_epsilon: float
     dtype: Dtype
+    norm_groups: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array, train: bool) -> jax.Array:
-        normalized = nn.BatchNorm(
-            use_running_average=not train,
-            momentum=self.bn_momentum,
-            epsilon=self.bn_epsilon,
-            use_bias=False,
-            use_scale=False,
-            dtype=self.dtype,
-            name="norm",
-        )(x)
+        if self.norm_groups:
+            norm = nn.GroupNorm(self.norm_groups, epsilon=self.bn_epsilon, use_bias=False, use_scale=False, dtype=self.dtype, name="norm")
+        else:
+            norm = nn.BatchNorm(
+                use_running_average=not train,
+                momentum=self.bn_momentum,
+                epsilon=self.bn_epsilon,
+                use_bias=False,
+                use_scale=False,
+                dtype=self.dtype,
+                name="norm",
+            )
+        normalized = norm(x)
         h = nn.leaky_relu(conv(self.hidden, 3, slope=self.slope, dtype=self.dtype, name="shared")(cond), self.slope)
         gamma = conv(x.shape[-1], 3, slope=self.slope, dtype=self.dtype, name="gamma")(h)
         beta = conv(x.shape[-1], 3, slope=self.slope, dtype=self.dtype, name="beta")(h)
@@ -103,16 +118,17 @@ class SpadeResBlock(nn.Module):
     bn_epsilon: float
     dtype: Dtype
     residual_init_scale: float = 1.0
+    norm_groups: int = 0  # each SPADE's normalisation (``Spade``)
 
     def _spade(self, name: str) -> Spade:
-        return Spade(self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype, name=name)
+        return Spade(self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype, self.norm_groups, name=name)
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array, train: bool) -> jax.Array:
         features_in = x.shape[-1]
         middle = min(features_in, self.features)
         h = nn.leaky_relu(self._spade("spade_0")(x, cond, train), self.slope)
-        h = conv(middle, 3, use_bias=False, slope=self.slope, dtype=self.dtype, name="conv_0")(h)  # → BatchNorm
+        h = conv(middle, 3, use_bias=False, slope=self.slope, dtype=self.dtype, name="conv_0")(h)  # → a normalisation
         h = nn.leaky_relu(self._spade("spade_1")(h, cond, train), self.slope)
         h = conv(self.features, 3, slope=self.slope, dtype=self.dtype, init_scale=self.residual_init_scale, name="conv_1")(h)
         if features_in == self.features:
@@ -147,6 +163,7 @@ class SpadeRenderer(nn.Module):
     learned_layout: bool = True
     residual_init_scale: float = 1.0
     rgb_init_scale: float = 1.0
+    norm_groups: int = 0  # each SPADE's normalisation (``Spade``)
 
     @nn.compact
     def __call__(self, latent: Latent, train: bool) -> jax.Array:
@@ -161,7 +178,7 @@ class SpadeRenderer(nn.Module):
                 x = upsample2x(x)
             cond = embedding_map(latent, x.shape[1], self.tau_floor_pixels, self.min_keypoint_size).astype(self.dtype)
             block = SpadeResBlock(features, self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype,
-                                  self.residual_init_scale, name=f"block_{x.shape[1]}")
+                                  self.residual_init_scale, self.norm_groups, name=f"block_{x.shape[1]}")
             x = block(x, cond, train)
         x = conv(self.channels[-1], 3, slope=self.slope, dtype=self.dtype, name="head_0")(nn.leaky_relu(x, self.slope))
         x = conv(3, 3, slope=self.slope, dtype=self.dtype, init_scale=self.rgb_init_scale, name="head_rgb")(nn.leaky_relu(x, self.slope))
@@ -191,6 +208,7 @@ class Generator(nn.Module):
     learned_layout: bool = True  # False: no learned 4×4 constant (zeros); the layout comes from the keypoints
     residual_init_scale: float = 1.0  # × the initial kernel of each residual branch's last conv
     rgb_init_scale: float = 1.0  # × the initial kernel of the RGB conv
+    norm_groups: int = 0  # SPADE normalisation: 0 BatchNorm (batch_stats), G > 0 GroupNorm of G groups (none)
 
     def setup(self) -> None:
         self.mapping = KeypointMapping(
@@ -217,6 +235,7 @@ class Generator(nn.Module):
             self.learned_layout,
             self.residual_init_scale,
             self.rgb_init_scale,
+            self.norm_groups,
         )
 
     @property

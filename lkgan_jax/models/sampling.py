@@ -71,6 +71,8 @@ def standing_statistics(
     the result renders that batch exactly as train mode does. ``noise_sharding`` (e.g. the training
     batch's) splits each batch over devices. Pure and jit-able.
     """
+    if not jax.tree.leaves(stats):  # GroupNorm: nothing to average
+        return stats
     exact = generator.clone(bn_momentum=0.0)  # the updated running statistics are the batch's own
 
     def add(total: Any, index: jax.Array) -> tuple[Any, None]:

@@ -12,7 +12,7 @@ import optax
 
 from lkgan_jax.models import make_discriminator, make_generator
 from lkgan_jax.models.discriminator import Discriminator
-from lkgan_jax.models.generator import Generator
+from lkgan_jax.models.generator import Generator, statistics
 from lkgan_jax.models.latent import sample_noise
 
 Params = Any
@@ -77,9 +77,9 @@ def create_state(models: GanModels, key: jax.Array, z_dim: int, resolution: int)
         step=jnp.zeros((), jnp.int32),
         key=run_key,
         g_params=g_params,
-        g_stats=g_vars["batch_stats"],
+        g_stats=statistics(g_vars),
         ema_params=jax.tree.map(jnp.copy, g_params),
-        ema_stats=jax.tree.map(jnp.copy, g_vars["batch_stats"]),
+        ema_stats=jax.tree.map(jnp.copy, statistics(g_vars)),
         d_params=d_params,
         g_opt=models.g_tx.init(g_params),
         d_opt=models.d_tx.init(d_params),

@@ -24,6 +24,7 @@ import ml_collections
 import optax
 from jax.sharding import NamedSharding
 
+from lkgan_jax.models.generator import statistics
 from lkgan_jax.models.latent import sample_noise
 from lkgan_jax.train import health, losses
 from lkgan_jax.train.state import GanModels, TrainState
@@ -81,7 +82,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             method=type(generator).sample,
             mutable=["batch_stats"],
         )
-        return images, latent.keypoints, updates["batch_stats"]
+        return images, latent.keypoints, statistics(updates)
 
     def judge_fakes(d_params, images, keypoints):
         """D on fakes → (logits (B,), keypoint-recovery loss, 0 when the term is off)."""
