@@ -26,15 +26,20 @@ from lkgan_jax.models.sampling import TrainedGenerator
 from lkgan_jax.workdir import CHECKPOINT_DIR, read_config
 
 
-def load_generator(workdir: str | pathlib.Path, step: int | None = None, device: jax.Device | None = None) -> TrainedGenerator:
+def load_generator(
+    workdir: str | pathlib.Path, step: int | None = None, device: jax.Device | None = None, dtype: str | None = None
+) -> TrainedGenerator:
     """The EMA generator of the run in ``workdir`` at ``step`` (default: latest), on ``device``.
+
+    ``dtype`` (``float32`` | ``bfloat16``) overrides the run's compute dtype (``model.dtype``); the
+    parameters are float32 either way.
 
     Raises ``FileNotFoundError`` / ``ValueError`` / ``CheckpointMismatchError`` with one-line messages
     for a missing work dir or checkpoint, an unknown step, or arrays that do not fit the config.
     """
     workdir = pathlib.Path(workdir)
     config = read_config(workdir)
-    generator = make_generator(config.model)
+    generator = make_generator(config.model, dtype)
     abstract = jax.eval_shape(lambda: generator.init(jax.random.key(0), *sample_noise(jax.random.key(0), 1, generator.z_dim)))
     try:
         restored, step = restore_state_parts(

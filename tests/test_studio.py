@@ -374,3 +374,24 @@ def test_studio_latency_benchmark_prints_json(tmp_path):
         assert row[key] > 0, key
     assert row["latency_ms_median"] >= row["server_render_ms_median"]
 
+
+
+def test_studio_renders_in_float32_on_a_cpu_whatever_the_run_dtype(tiny_run, tmp_path):
+    """A bfloat16 run (bfloat16 is emulated on CPUs) is served in float32 on a CPU, and as configured elsewhere."""
+    import shutil
+
+    import jax.numpy as jnp
+
+    from lkgan_jax.cli.studio import render_dtype
+    from lkgan_jax.pretrained import load_generator
+
+    workdir, _ = tiny_run
+    copy = tmp_path / "bf16_run"
+    shutil.copytree(workdir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["model"]["dtype"] = "bfloat16"
+    (copy / "config.json").write_text(json.dumps(config))
+    assert render_dtype("cpu") == "float32" and render_dtype("gpu") is None and render_dtype("tpu") is None
+    assert load_generator(copy).generator.dtype == jnp.bfloat16
+    with serving(build_server(copy, export_dir=tmp_path / "exports")) as server:
+        assert server.engine.model.generator.dtype == jnp.float32

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+import jax
+
 from lkgan_jax.cli.arguments import add_run_arguments, check_seed_range
 from lkgan_jax.models.sampling import check_seeds
 from lkgan_jax.pretrained import load_generator
@@ -18,6 +20,12 @@ from lkgan_jax.utils import files
 
 EXPORT_DIR = "studio_exports"
 DEFAULT_PORT = 8765
+
+
+def render_dtype(platform: str) -> str | None:
+    """The studio's compute dtype on ``platform``: float32 on a CPU, where bfloat16 is emulated and slower;
+    elsewhere None (the run's ``model.dtype``)."""
+    return "float32" if platform == "cpu" else None
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -53,7 +61,7 @@ def build_server(
     seed = int(check_seeds([seed])[0])
     workdir = pathlib.Path(workdir)
     export_dir = files.check_output_directory(workdir / EXPORT_DIR if export_dir is None else export_dir, "--export-dir")
-    model = load_generator(workdir, step)
+    model = load_generator(workdir, step, dtype=render_dtype(jax.default_backend()))
     engine = Engine(model, RunEditors(workdir, model))
     server = StudioServer((host, port), engine, export_dir, model.step, workdir.absolute().name, seed)
     try:
