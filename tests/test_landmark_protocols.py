@@ -51,7 +51,7 @@ def test_registry_table():
         "mafl": ("celeba", "mafl_train", "mafl_test", False, False, "mean_l2", "inter_ocular", 128, 5),
         "celeba_wild": ("celeba_wild", "mafl_train", "mafl_test", False, False, "mean_l2", "inter_ocular", 128, 5),
         "cub": ("cub", "train", "test", False, True, "mean_l2", "image_side", 128, 15),
-        "taichi": ("taichi", "train", "test", True, True, "summed_abs", "pixels", 256, 18),
+        "taichi": ("taichi", "regression_train", "test", True, True, "summed_abs", "pixels", 256, 18),
         "h36m": ("h36m_simplified", "train", "test", False, False, "mean_l2", "image_side", 128, 32),
     }
     assert PROTOCOLS["mafl"].eye_landmarks == PROTOCOLS["celeba_wild"].eye_landmarks == (0, 1)

@@ -10,6 +10,8 @@
   lkgan prepare procedural --out DIR --num N --resolution R [--seed S] [--split train|test]
                            [--format folder|arrayrecord] [--shards N]
   lkgan prepare folder --path IMAGES --out DIR [--resolution R] [--format arrayrecord] [--shards N]
+  lkgan prepare celeba|celeba_wild|cub|taichi|h36m_simplified --root DIR --out OUT [--resolution R] [--shards N]
+                [--remove-background (h36m_simplified)]
 """
 
 from __future__ import annotations
@@ -90,6 +92,22 @@ def _prepare(args: argparse.Namespace, overrides: list[str]) -> None:
           + (f"; skipped {skipped} unreadable image(s)" if skipped else ""))
 
 
+def _prepare_benchmark(args: argparse.Namespace, overrides: list[str]) -> None:
+    """``lkgan prepare <benchmark>``: the data set's splits as ArrayRecord sets plus OUT/manifest.json."""
+    _reject_overrides(overrides)
+    from lkgan_jax.data import benchmarks
+    from lkgan_jax.utils.files import check_output_directory
+
+    check_positive(args, "resolution", "shards")
+    if not os.path.isdir(args.root):
+        raise ValueError(f"--root {args.root} is not an existing directory")
+    check_output_directory(args.out, "--out")  # created once the annotation files have been read and checked
+    options = {"remove_background": args.remove_background} if args.source == "h36m_simplified" else {}
+    manifest = benchmarks.prepare(args.source, args.root, args.out, args.resolution, args.shards, **options)
+    counts = ", ".join(f"{name} {entry['count']}" for name, entry in manifest["splits"].items())
+    print(f"wrote {manifest['dataset']} at {manifest['resolution']} px to {args.out}: {counts} (see manifest.json)")
+
+
 def _check_prepare_arguments(args: argparse.Namespace) -> None:
     """One-line errors for ``lkgan prepare`` flags, before the output folder is created."""
     from lkgan_jax.data.procedural import MIN_RESOLUTION
@@ -151,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     folder.add_argument("--format", choices=("arrayrecord",), default="arrayrecord")
     folder.add_argument("--shards", type=int, default=1, help="ArrayRecord files to split the records over")
     folder.set_defaults(run=_prepare, takes_overrides=False)
+    from lkgan_jax.data.benchmarks import BENCHMARKS
+
+    for name, benchmark in BENCHMARKS.items():
+        source = prepare_sources.add_parser(name, help=benchmark.help)
+        source.add_argument("--root", required=True, help="the data set as distributed; files are found by name below it")
+        source.add_argument("--out", required=True, help="OUT/<split>/ ArrayRecord sets and OUT/manifest.json")
+        source.add_argument("--resolution", type=int, default=None,
+                            help=f"side of the stored images (default: the benchmark's {benchmark.default_resolution})")
+        source.add_argument("--shards", type=int, default=1, help="ArrayRecord files per split (at most its size)")
+        if name == "h36m_simplified":
+            source.add_argument("--remove-background", action="store_true",
+                                help="multiply frames by their foreground masks (KeypointGAN's protocol)")
+        source.set_defaults(run=_prepare_benchmark, takes_overrides=False)
     return parser
 
 

@@ -7,14 +7,17 @@ Written by ``lkgan prepare {procedural,folder} --format arrayrecord --out DIR [-
     DIR/records-00000-of-0000N.array_record  records 0 .. n0 - 1, then the next shard, ...
 
 A record is a msgpack map: ``image`` (PNG bytes of the R x R image), and where the set has them
-``landmarks`` (float32 bytes of (L, 2) pixel coordinates of that image, NaN where unknown) and
-``attributes`` (float32 bytes of (A,) values named by ``attribute_names``). Records go to shards in
+``landmarks`` (float32 bytes of (L, 2) pixel coordinates of that image, NaN where unknown),
+``attributes`` (float32 bytes of (A,) values named by ``attribute_names``) and ``visibility``
+(float32 bytes of (L,) values, 1 visible, 0 not; a set without it has every landmark visible, so sets
+written before it existed read unchanged). Records go to shards in
 order, so record ``i`` of the set is item ``i``. Shards use ``group_size:1`` (one record per chunk),
 so random access reads one chunk, and a damaged chunk costs one record.
 
 ``ArrayRecordImages(DIR, resolution)`` reads them back through Grain's ``ArrayRecordDataSource`` as
 items of the image-folder form: ``image`` uint8 (R', R', 3) (centre-cropped and resized when the
-wanted R' differs from the stored R), ``landmarks`` (L, 2) normalised, ``attributes`` (A,). Corrupt
+wanted R' differs from the stored R), ``landmarks`` (L, 2) normalised, ``attributes`` (A,),
+``visibility`` (L,) when the set has it. Corrupt
 records are skipped and counted like corrupt files (``lkgan_jax.data.skipping``).
 """
 
@@ -41,7 +44,7 @@ FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 IMAGE_ENCODING = "png"
 WRITER_OPTIONS = "group_size:1"  # one record per chunk: cheap random access
-KEYS = ("image", "landmarks", "attributes")  # in this order in metadata["keys"]
+KEYS = ("image", "landmarks", "attributes", "visibility")  # in this order in metadata["keys"]
 
 
 def shard_name(index: int, count: int) -> str:
@@ -54,7 +57,8 @@ def shard_sizes(count: int, shards: int) -> list[int]:
 
 
 def encode_record(item: dict[str, np.ndarray]) -> bytes:
-    """One record of an item (``image`` uint8 (R, R, 3); optional normalised ``landmarks`` (L, 2), ``attributes`` (A,))."""
+    """One record of an item (``image`` uint8 (R, R, 3); optional normalised ``landmarks`` (L, 2), ``attributes`` (A,),
+    ``visibility`` (L,) 1/0)."""
     image = np.asarray(item["image"], np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=IMAGE_ENCODING.upper())
@@ -64,6 +68,8 @@ def encode_record(item: dict[str, np.ndarray]) -> bytes:
         record["landmarks"] = np.asarray(pixels, np.float32).tobytes()
     if "attributes" in item:
         record["attributes"] = np.asarray(item["attributes"], np.float32).tobytes()
+    if "visibility" in item:
+        record["visibility"] = np.asarray(item["visibility"], np.float32).tobytes()
     return msgpack.packb(record, use_bin_type=True)
 
 
@@ -207,6 +213,11 @@ class ArrayRecordImages(SkipsUnreadable):
     def has_landmarks(self) -> bool:
         return "landmarks" in self.keys
 
+    @property
+    def has_visibility(self) -> bool:
+        """Whether records carry ``visibility``; without it every landmark counts as visible."""
+        return "visibility" in self.keys
+
     def __len__(self) -> int:
         return self.metadata["count"]
 
@@ -217,19 +228,24 @@ class ArrayRecordImages(SkipsUnreadable):
     def _describe(self, index: int) -> str:
         return f"{os.path.abspath(self.root)}#{index}"
 
-    def _decode(self, index: int) -> tuple[Image.Image, np.ndarray | None, np.ndarray | None]:
-        """(image, landmarks (L, 2) pixels, attributes (A,)) of record ``index``; raises on any damage."""
+    def _decode(self, index: int) -> tuple[Image.Image, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """(image, landmarks (L, 2) pixels, attributes (A,), visibility (L,)) of record ``index``; raises on any damage."""
         record = msgpack.unpackb(self._records[index], raw=False)
-        landmarks = attributes = None
+        landmarks = attributes = visibility = None
         if self.has_landmarks:
             landmarks = np.frombuffer(record["landmarks"], np.float32).reshape(self.metadata["num_landmarks"], 2)
         if "attributes" in self.keys:
             attributes = np.frombuffer(record["attributes"], np.float32).reshape(len(self.metadata["attribute_names"]))
-        return decode_rgb(io.BytesIO(record["image"])), landmarks, attributes
+        if self.has_visibility:
+            visibility = np.frombuffer(record["visibility"], np.float32).reshape(self.metadata["num_landmarks"])
+        return decode_rgb(io.BytesIO(record["image"])), landmarks, attributes, visibility
 
-    def _make_item(self, index: int, decoded: tuple[Image.Image, np.ndarray | None, np.ndarray | None]) -> dict[str, np.ndarray]:
-        image, landmarks, attributes = decoded
+    def _make_item(self, index: int, decoded: tuple[Image.Image, np.ndarray | None, np.ndarray | None, np.ndarray | None]
+                   ) -> dict[str, np.ndarray]:
+        image, landmarks, attributes, visibility = decoded
         item = image_item(image, self.resolution, landmarks)
         if attributes is not None:
             item["attributes"] = attributes.copy()
+        if visibility is not None:
+            item["visibility"] = visibility.copy()
         return item

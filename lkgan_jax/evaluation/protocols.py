@@ -126,7 +126,7 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol("cub", "cub", "train", "test", 15, with_bias=False, per_landmark=True,
                  error_form=MEAN_L2, normaliser=IMAGE_SIDE, resolution=128,
                  source="AutoLink datasets/cub.py and cub_three.py"),
-        Protocol("taichi", "taichi", "train", "test", 18, with_bias=True, per_landmark=True,
+        Protocol("taichi", "taichi", "regression_train", "test", 18, with_bias=True, per_landmark=True,
                  error_form=SUMMED_ABS, normaliser=PIXELS, resolution=256,
                  source="AutoLink datasets/taichi.py and GANSeg test_seg.py"),
         Protocol("h36m", "h36m_simplified", "train", "test", 32, with_bias=False, per_landmark=False,
