@@ -39,6 +39,16 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_keypointgan_run(tmp_path_factory):
+    """A `configs/keypointgan_tiny.py` KeypointGAN run trained through the CLI (4 steps, η pre-trained 4 steps)."""
+    from lkgan_jax.cli.main import main
+
+    workdir = tmp_path_factory.mktemp("tiny_keypointgan_run") / "run"
+    assert main(["train", "--workdir", str(workdir), "--config=configs/keypointgan_tiny.py"]) == 0
+    return workdir
+
+
+@pytest.fixture(scope="session")
 def random_inception_weights(tmp_path_factory):
     """Random FID-Inception weights saved in pytorch-fid's file format (not the real file's hash: pass
     ``--allow-unverified-weights``)."""

@@ -88,9 +88,8 @@ def test_flip_correction_and_direct_errors_by_hand():
     assert errors["direct_raw/error_iod_pct"] > 10.0
 
 
-def test_cli_smoke_run_evaluates_landmarks(tmp_path):
-    workdir, out = tmp_path / "run", tmp_path / "landmarks.json"
-    assert main(["train", "--workdir", str(workdir), f"--config={TINY}"]) == 0
+def test_cli_smoke_run_evaluates_landmarks(tiny_keypointgan_run, tmp_path):
+    workdir, out = tiny_keypointgan_run, tmp_path / "landmarks.json"  # trained with `lkgan train --config=TINY`
     config = json.loads((workdir / "config.json").read_text())
     assert config["system"] == "keypointgan" and config["perceptual"]["used"] == "random_vgg19"
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

@@ -13,6 +13,7 @@ from lkgan_jax.evaluation.protocols import (
     Protocol,
     fit_regression,
     get_protocol,
+    mean_landmark_error,
     predict,
     protocol_error,
 )
@@ -51,6 +52,8 @@ def test_registry_table():
         "mafl": ("celeba", "mafl_train", "mafl_test", False, False, "mean_l2", "inter_ocular", 128, 5),
         "celeba_wild": ("celeba_wild", "mafl_train", "mafl_test", False, False, "mean_l2", "inter_ocular", 128, 5),
         "cub": ("cub", "train", "test", False, True, "mean_l2", "image_side", 128, 15),
+        **{f"cub_{c}": ("cub", "train_three", f"test_{c}", False, True, "mean_l2", "image_side", 128, 15)
+           for c in ("001", "002", "003")},
         "taichi": ("taichi", "regression_train", "test", True, True, "summed_abs", "pixels", 256, 18),
         "h36m": ("h36m_simplified", "train", "test", False, False, "mean_l2", "image_side", 128, 32),
     }
@@ -176,6 +179,53 @@ def test_taichi_is_the_summed_error_at_256_px():
     assert protocol_error(no_bias, train_kp, train_lm, None, test_kp, test_lm, test_vis)["error"] > 1.0
 
 
+def test_a_part_never_visible_in_training_gets_zero_weights_as_in_the_authors_code():
+    rng = np.random.default_rng(8)
+    matrix = rng.normal(0, 0.3, (2 * K, 30))
+    train_kp, test_kp = random_keypoints(rng, 80), random_keypoints(rng, 20)
+    train_lm, test_lm = linear_landmarks(train_kp, matrix), linear_landmarks(test_kp, matrix)
+    train_vis, test_vis = np.ones((80, 15), int), np.ones((20, 15), int)
+    train_vis[:, 7] = test_vis[:, 7] = 0
+    hidden = np.where(train_vis[..., None] == 1, train_lm, np.nan)
+    result = protocol_error("cub", train_kp, hidden, train_vis, test_kp, test_lm, test_vis)
+    assert result["error"] == pytest.approx(0.0, abs=1e-8) and result["per_landmark"][7] is None
+    assert result["num_visible_test"] == 20 * 14 and result["unfitted_landmarks"] == [7]
+    # shown in one test image: predicted at the first pixel centre (-1, -1) and scored there
+    test_vis[3, 7] = 1
+    test_lm[3, 7] = [-1 + pixels(30, 128), -1 + pixels(40, 128)]  # 30 px right and 40 px down: 50 px away
+    shown = protocol_error("cub", train_kp, hidden, train_vis, test_kp, test_lm, test_vis)
+    assert shown["per_landmark"][7] == pytest.approx(50 / 128 * 100, rel=1e-9)
+    assert shown["error"] == pytest.approx(50 / 128 * 100 / (20 * 14 + 1), rel=1e-9)
+    baseline = mean_landmark_error("cub", hidden, train_vis, test_lm, test_vis)
+    assert baseline["per_landmark"][7] == pytest.approx(50 / 128 * 100, rel=1e-9) and baseline["unfitted_landmarks"] == [7]
+    one_line_error("landmark 7 is visible in no regression-train image", fit_regression, train_kp, train_lm, train_vis)
+
+
+def test_the_mean_landmark_baseline_under_each_error_form():
+    rng = np.random.default_rng(9)
+    # MAFL: training faces scatter around a mean face; every test face is that mean face moved 2 px right
+    face = random_keypoints(rng, 1, 5)[0] * 0.5
+    face[1] = face[0] + [pixels(40, 128), 0.0]  # eyes 40 px apart
+    noise = rng.normal(0, 0.01, (50, 5, 2))
+    train_lm = face + noise - noise.mean(axis=0)
+    test_lm = np.repeat(face[None] + [pixels(2, 128), 0.0], 4, axis=0)
+    result = mean_landmark_error("mafl", train_lm, None, test_lm, None)
+    assert result["error"] == pytest.approx(2 / 40 * 100, rel=1e-9) and result["num_train"] == 50 and result["num_test"] == 4
+    # Taichi: each joint's mean over the images where it is visible; 3 px down on every joint: 18 × 3 px
+    joints = random_keypoints(rng, 1, 18)[0] * 0.5
+    train_lm = np.repeat(joints[None], 6, axis=0)
+    train_vis = np.ones((6, 18), int)
+    train_vis[0, 4] = 0
+    train_lm[0, 4] = 9.0  # garbage behind an invisible joint is never read
+    test_lm = np.repeat(joints[None] + [0.0, pixels(3, 256)], 2, axis=0)
+    assert mean_landmark_error("taichi", train_lm, train_vis, test_lm, None)["error"] == pytest.approx(18 * 3, rel=1e-9)
+    # H36M: a test pose labelled left/right-swapped is scored on the better labelling, as for a detector
+    poses, labels = h36m_swapped_case(rng, 1, 2.0)
+    swapped = mean_landmark_error("h36m", np.repeat(poses, 5, axis=0), None, np.repeat(labels, 12, axis=0), None)
+    assert swapped["num_swapped_test"] == 12 and swapped["error"] == pytest.approx(2 / 128 * 100, rel=1e-9)
+    assert swapped["error_without_swap"] == pytest.approx(2 * 2 / 128 * 100, rel=1e-9)
+
+
 def h36m_swapped_case(rng, n, d_px):
     """Test poses T whose left/right partners sit m = 29d/13 apart along x, labelled swap(T) + (d, 0).
 
@@ -244,7 +294,7 @@ def test_bad_inputs_are_one_line_value_errors():
     cub_lm = random_keypoints(rng, 30, 15)
     vis = np.ones((30, 15), int)
     vis[:, 7] = 0
-    one_line_error("landmark 7 is visible in no regression-train image", protocol_error, "cub", kp, cub_lm, vis, kp, cub_lm, None)
+    one_line_error("landmark 7 is visible in no regression-train image", fit_regression, kp, cub_lm, vis)
     one_line_error("no visible landmark", protocol_error, "cub", kp, cub_lm, None, kp, cub_lm, np.zeros((30, 15)))
     one_line_error("features", predict, fit_regression(kp, lm), kp[:, :4])
     one_line_error("swap pairs must be disjoint", dataclasses.replace, PROTOCOLS["h36m"], swap_pairs=((1, 6), (6, 2)))

@@ -6,6 +6,8 @@ generated images, as one JSON object.
                  [--cpd-pairs N] [--locality-pairs N] [--editors NAME,...]
                  [--inception-weights PATH] [--protocol pytorch_fid|tf_legacy] [--judge-weights PATH]
                  [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
+  lkgan evaluate --workdir RUN --metrics landmarks --protocol mafl|celeba_wild|cub|cub_00N|taichi|h36m --data OUT
+                 [--config.eval.batch_size=N] --out FILE.json
   lkgan evaluate fid --real DIR --fake DIR --inception-weights PATH --out FILE.json
   lkgan evaluate judge --fake DIR|FILE.npz [--judge-weights PATH] [--num-samples N]
                  [--config=configs/NAME.py] [--config.eval.x=v ...] --out FILE.json
@@ -32,6 +34,15 @@ that of N real test-split faces. The JSON holds ``judge_fd``, ``judge_attributes
 ``num_samples``, ``resolution``, ``data_seed``, ``judge_sha256`` and ``seconds/judge``. The ``eval``
 section comes from ``--config`` (default ``configs/default.py``); the judge from ``--judge-weights``,
 else ``eval.judge_weights``, else the judge shipped with lkgan_jax.
+
+A benchmark's landmark protocol, ``--protocol mafl|celeba_wild|cub|cub_001|cub_002|cub_003|taichi|h36m
+--data OUT``, scores ``landmarks`` on the splits of ``OUT`` that ``lkgan prepare celeba|celeba_wild|cub|taichi|h36m_simplified``
+wrote, with that benchmark's exact regression and error (``lkgan_jax.evaluation.protocols``), through
+the run's detector (``RUN/detector`` of ``lkgan detect``) or, for a KeypointGAN run, its own Φ and η
+(flips corrected by the offline η). Keys ``landmarks/<protocol>/...`` (``lkgan_jax.evaluation.benchmark``),
+with the mean-landmark baseline under the same protocol. ``--protocol`` takes either kind of name: a FID
+image protocol (``pytorch_fid``, the default, or ``tf_legacy``) or a landmark protocol; the other metrics of
+the same command use the default FID protocol.
 
 In a multi-process job (``LKGAN_DISTRIBUTED=1``, as for ``lkgan train``) every process runs the same
 command: each computes its share of the samples, all get the same numbers, and only process 0 writes
@@ -62,7 +73,8 @@ from lkgan_jax.evaluation.features import FeatureExtractor
 from lkgan_jax.evaluation.fid import frechet_distance
 from lkgan_jax.evaluation.kid import kernel_inception_distance
 from lkgan_jax.evaluation.landmarks import check_labelled
-from lkgan_jax.evaluation.preprocess import DEFAULT_PROTOCOL, PROTOCOLS
+from lkgan_jax.evaluation.preprocess import DEFAULT_PROTOCOL, PROTOCOLS as FID_PROTOCOLS
+from lkgan_jax.evaluation.protocols import PROTOCOLS as LANDMARK_PROTOCOLS
 from lkgan_jax.evaluation import judged
 from lkgan_jax.keypointgan.evaluate import is_keypointgan_run
 from lkgan_jax.evaluation.run_metrics import METRICS, EvalSetup, RunEvaluation, evaluate, parse_metric_names, take_rows
@@ -73,10 +85,10 @@ from lkgan_jax.workdir import read_config
 EDITING = "editing"  # the learned editors' metric: computed here, outside the generator metric registry
 FID_BATCH_SIZE = 50  # the default --batch-size of `lkgan evaluate fid`
 RUN_ONLY_FLAGS = ("workdir", "step", "metrics", "editors", "num_samples", "num_real", "judge_weights", "cpd_pairs",
-                  "locality_pairs", "cpd_groups", "cpd_background", "config")  # flags that `evaluate fid` does not take
+                  "locality_pairs", "cpd_groups", "cpd_background", "config", "data")  # flags that `evaluate fid` does not take
 # flags that `evaluate judge` does not take (--protocol: when not the default)
 NOT_JUDGE_FLAGS = ("workdir", "step", "metrics", "editors", "real", "num_real", "inception_weights", "allow_unverified_weights",
-                   "cpd_pairs", "locality_pairs", "cpd_groups", "cpd_background", "batch_size")
+                   "cpd_pairs", "locality_pairs", "cpd_groups", "cpd_background", "batch_size", "data")
 MIN_JUDGE_SIDE = 16  # the smallest side of `evaluate judge` images (SWD's coarsest pyramid level)
 
 
@@ -97,7 +109,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: eval.inception_weights)")
     parser.add_argument("--judge-weights", default=None, help="judge.msgpack of `lkgan judge train` (default: eval.judge_weights)")
     parser.add_argument("--allow-unverified-weights", action="store_true", help="accept another weight file (tests)")
-    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS)
+    parser.add_argument("--protocol", default=None,
+                        help=f"FID image protocol ({' | '.join(FID_PROTOCOLS)}; default {DEFAULT_PROTOCOL}), or with "
+                             f"--metrics landmarks --data OUT a benchmark's landmark protocol ({' | '.join(LANDMARK_PROTOCOLS)})")
+    parser.add_argument("--data", default=None,
+                        help="with a landmark --protocol: the directory that `lkgan prepare <dataset> --out OUT` wrote")
     parser.add_argument("--cpd-pairs", type=int, default=None, help="CPD pairs (default: eval.cpd_pairs)")
     parser.add_argument("--locality-pairs", type=int, default=None, help="locality pairs (default: eval.locality_pairs)")
     parser.add_argument("--cpd-groups", default=None, help="CPD part groups like '0,1;2;3' (default: one per part)")
@@ -128,6 +144,7 @@ def provenance() -> dict[str, Any]:
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
     import jax
 
+    _resolve_protocol(args)
     files.check_output_file(args.out, "--out")  # before any metric is computed
     modes = {"fid": _folders_fid, "judge": _judged_fakes}
     if args.mode == "judge":
@@ -138,6 +155,38 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
     if jax.process_index() == 0:
         files.write_json(args.out, result)
         print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
+
+
+def _resolve_protocol(args: argparse.Namespace) -> None:
+    """Splits ``--protocol`` into ``args.protocol`` (the FID image protocol) and ``args.landmark_protocol``
+    (a benchmark's, or None); a one-line error for a name of neither kind."""
+    args.landmark_protocol = None
+    if args.protocol is None:
+        args.protocol = DEFAULT_PROTOCOL
+    elif args.protocol in LANDMARK_PROTOCOLS:
+        args.landmark_protocol, args.protocol = args.protocol, DEFAULT_PROTOCOL
+    elif args.protocol not in FID_PROTOCOLS:
+        raise ValueError(f"unknown --protocol {args.protocol!r}; landmark protocols (with --metrics landmarks --data OUT): "
+                         f"{', '.join(LANDMARK_PROTOCOLS)}; FID image protocols: {', '.join(FID_PROTOCOLS)}")
+
+
+def _check_benchmark_flags(args: argparse.Namespace, requested: tuple[str, ...]) -> Any:
+    """The landmark protocol of ``--protocol P --data OUT`` once OUT is checked (``check_benchmark``), or None."""
+    from lkgan_jax.evaluation.benchmark import check_benchmark
+
+    p = args.landmark_protocol
+    if p is None:
+        if args.data:
+            raise ValueError(f"--data is for a landmark --protocol ({', '.join(LANDMARK_PROTOCOLS)}) with --metrics landmarks")
+        return None
+    dataset = LANDMARK_PROTOCOLS[p].dataset
+    if not args.data:
+        raise ValueError(f"--protocol {p} needs --data OUT, the directory that `lkgan prepare {dataset} --root DIR --out OUT` wrote")
+    if "landmarks" not in requested:
+        raise ValueError(f"--protocol {p} is a landmark protocol; it needs --metrics landmarks")
+    if args.real and tuple(requested) == ("landmarks",):
+        raise ValueError(f"--real is not read by --protocol {p}: its images are the splits of --data {args.data}")
+    return check_benchmark(args.data, p)[0]
 
 
 def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
@@ -153,30 +202,51 @@ def _run_metrics(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
     if args.batch_size is not None:
         raise ValueError("--batch-size is only for `lkgan evaluate fid`; a run's metrics take --config.eval.batch_size")
     check_positive(args, "num_samples", "num_real", "cpd_pairs", "locality_pairs")
+    protocol = _check_benchmark_flags(args, requested)  # before any model or run config is read
     if args.step is not None and names == ("landmarks",):
         raise ValueError("--step picks the generator, but landmarks scores the run's detector (trained at its own generator step)")
     sections = ("eval", "edit") if EDITING in requested else ("eval",)  # edit: the baselines' δ range and training judge
     config = config_for_run(read_config(args.workdir), sections, args.config, overrides)
     if is_keypointgan_run(config):
-        return _keypointgan_metrics(args, config, requested)
+        return _keypointgan_metrics(args, config, requested, protocol)
     if args.judge_weights:
         config.eval.judge_weights = args.judge_weights
-    real = ImageSource.parse(args.real) if args.real else ImageSource.from_data_config(config.data)
-    setup = EvalSetup(
-        config, real, names, num_samples=args.num_samples, num_real=args.num_real, inception_weights=args.inception_weights,
-        allow_unverified_weights=args.allow_unverified_weights, protocol=args.protocol, cpd_groups=args.cpd_groups,
-        cpd_background=args.cpd_background, cpd_pairs=args.cpd_pairs, locality_pairs=args.locality_pairs,
-    )
-    run = RunEvaluation(
-        setup,
-        load_generator=lambda: load_generator(args.workdir, args.step),
-        load_detector=lambda: load_detector_run(args.workdir),
-        workdir=args.workdir,
-    )
-    result = {"workdir": str(args.workdir), "metrics": list(requested), "real": str(real), **evaluate(run, names)}
+    generator_names = names if protocol is None else tuple(n for n in names if n != "landmarks")
+    result: dict[str, Any] = {"workdir": str(args.workdir), "metrics": list(requested)}
+    if generator_names or EDITING in requested:
+        real = ImageSource.parse(args.real) if args.real else ImageSource.from_data_config(config.data)
+        setup = EvalSetup(
+            config, real, generator_names, num_samples=args.num_samples, num_real=args.num_real,
+            inception_weights=args.inception_weights, allow_unverified_weights=args.allow_unverified_weights,
+            protocol=args.protocol, cpd_groups=args.cpd_groups, cpd_background=args.cpd_background, cpd_pairs=args.cpd_pairs,
+            locality_pairs=args.locality_pairs,
+        )
+        run = RunEvaluation(
+            setup,
+            load_generator=lambda: load_generator(args.workdir, args.step),
+            load_detector=lambda: load_detector_run(args.workdir),
+            workdir=args.workdir,
+        )
+        result.update({"real": str(real), **evaluate(run, generator_names)})
+    if protocol is not None:
+        result.update(_benchmark_landmarks(args, config, protocol))
     if EDITING in requested:
         result.update(_editing_metrics(args, config, setup))
     return result
+
+
+def _benchmark_landmarks(args: argparse.Namespace, config: Any, protocol: Any) -> dict[str, Any]:
+    """``landmarks`` under a benchmark's protocol through the run's detector (``lkgan detect``)."""
+    from lkgan_jax.detection.inference import load_detector
+    from lkgan_jax.evaluation.benchmark import benchmark_landmark_metrics
+    from lkgan_jax.models.factory import generator_resolution
+
+    start = time.perf_counter()
+    detector, _, generator_step = load_detector(args.workdir)  # a one-line error naming `lkgan detect` when absent
+    resolution = generator_resolution(config.model)  # the detector was trained on the generator's images
+    metrics = benchmark_landmark_metrics(detector.detect, protocol, args.data, resolution, config.eval.batch_size)
+    return {**metrics, "landmarks/detector_step": detector.step, "landmarks/generator_step": generator_step,
+            "seconds/landmarks": round(time.perf_counter() - start, 3)}
 
 
 def _editing_metrics(args: argparse.Namespace, config: Any, setup: EvalSetup) -> dict[str, Any]:
@@ -199,13 +269,24 @@ def _editing_metrics(args: argparse.Namespace, config: Any, setup: EvalSetup) ->
     return {**metrics, "editing/picture": path, "seconds/editing": round(time.perf_counter() - start, 3)}
 
 
-def _keypointgan_metrics(args: argparse.Namespace, config: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    """A KeypointGAN run has a detector and no generator: only ``landmarks`` applies."""
+def _keypointgan_metrics(args: argparse.Namespace, config: Any, names: tuple[str, ...], protocol: Any = None) -> dict[str, Any]:
+    """A KeypointGAN run has a detector and no generator: only ``landmarks`` applies (under a benchmark's
+    ``protocol`` when given: Φ and η detect directly, flips corrected by the offline η)."""
     from lkgan_jax.keypointgan.evaluate import keypointgan_landmark_metrics, load_keypointgan
     from lkgan_jax.keypointgan.prior import load_prior_poses
 
     if tuple(names) != ("landmarks",):
         raise ValueError(f"a KeypointGAN run has only the landmarks metric, not {', '.join(n for n in names if n != 'landmarks')}")
+    if protocol is not None:
+        from lkgan_jax.evaluation.benchmark import benchmark_landmark_metrics
+
+        start = time.perf_counter()
+        model = load_keypointgan(args.workdir, args.step)
+        metrics = benchmark_landmark_metrics(model.corrected_keypoints, protocol, args.data, model.kg.resolution,
+                                             config.eval.batch_size)
+        return {"workdir": str(args.workdir), "metrics": ["landmarks"], "step": model.step, **metrics,
+                "landmarks/detector_step": model.step, "perceptual": model.config.get("perceptual", {}).get("used", ""),
+                "seconds/landmarks": round(time.perf_counter() - start, 3)}
     real = ImageSource.parse(args.real) if args.real else ImageSource.from_data_config(config.data)
     check_labelled(real)
     start = time.perf_counter()
@@ -223,6 +304,9 @@ def _folders_fid(args: argparse.Namespace, overrides: list[str]) -> dict[str, An
     if given or overrides:
         raise ValueError(f"lkgan evaluate fid takes --real, --fake, --inception-weights, --protocol, --batch-size, --out, "
                          f"not {', '.join(given + overrides[:1])}")
+    if args.landmark_protocol:
+        raise ValueError(f"--protocol {args.landmark_protocol} is a landmark protocol (for --metrics landmarks --data OUT); "
+                         f"`lkgan evaluate fid` takes {' or '.join(FID_PROTOCOLS)}")
     check_positive(args, "batch_size")
     batch_size = FID_BATCH_SIZE if args.batch_size is None else args.batch_size
     start = time.perf_counter()
@@ -256,7 +340,7 @@ def _check_judge_flags(args: argparse.Namespace) -> None:
     if not args.fake:
         raise ValueError("lkgan evaluate judge needs --fake DIR or --fake FILE.npz")
     given = [f"--{name.replace('_', '-')}" for name in NOT_JUDGE_FLAGS if getattr(args, name) not in (None, False)]
-    if args.protocol != DEFAULT_PROTOCOL:
+    if args.protocol != DEFAULT_PROTOCOL or args.landmark_protocol:
         given.append("--protocol")
     if given:
         raise ValueError(f"lkgan evaluate judge takes --fake, --judge-weights, --num-samples, --config, --config.eval.x=v, "

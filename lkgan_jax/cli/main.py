@@ -7,6 +7,8 @@
   lkgan detect --workdir RUN [--step N] [--config=configs/NAME.py] [--config.detect.steps=N]
   lkgan edit-train --workdir RUN --config.edit.judge_weights=JUDGE.msgpack [--config.edit.editor=mapper|matrix]
   lkgan evaluate --workdir RUN --metrics landmarks,... [--real procedural|folder:PATH|arrayrecord:PATH] --out FILE.json
+  lkgan evaluate --workdir RUN --metrics landmarks --protocol mafl|celeba_wild|cub|cub_001|cub_002|cub_003|taichi|h36m
+                 --data OUT --out FILE.json
   lkgan prepare procedural --out DIR --num N --resolution R [--seed S] [--split train|test]
                            [--format folder|arrayrecord] [--shards N]
   lkgan prepare folder --path IMAGES --out DIR [--resolution R] [--format arrayrecord] [--shards N]

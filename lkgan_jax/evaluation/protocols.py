@@ -16,6 +16,9 @@ change the numbers, so each protocol is spelled out here as read from the author
     One map without bias *per part* (15 parts), each fitted only on the training images where that
     part is visible. Error: Σ ‖pred − gt‖ over the visible test (image, part) entries, divided by their
     number, as a fraction of the image side (128 px), × 100. (AutoLink ``cub.py``, ``cub_three.py``.)
+``cub_001``, ``cub_002``, ``cub_003``
+    The same on CUB-001/002/003: fitted on the training images of the first three classes together
+    (``train_three``), scored on the test images of one class (``test_001`` …). (AutoLink ``cub_three.py``.)
 ``taichi``
     One map *with bias* per joint (18 joints; a missing joint is skipped, in fitting and in scoring).
     Error: for each joint and each coordinate the mean absolute error over the test images where the
@@ -126,6 +129,9 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol("cub", "cub", "train", "test", 15, with_bias=False, per_landmark=True,
                  error_form=MEAN_L2, normaliser=IMAGE_SIDE, resolution=128,
                  source="AutoLink datasets/cub.py and cub_three.py"),
+        *(Protocol(f"cub_{c:03d}", "cub", "train_three", f"test_{c:03d}", 15, with_bias=False, per_landmark=True,
+                   error_form=MEAN_L2, normaliser=IMAGE_SIDE, resolution=128, source="AutoLink datasets/cub_three.py")
+          for c in (1, 2, 3)),
         Protocol("taichi", "taichi", "regression_train", "test", 18, with_bias=True, per_landmark=True,
                  error_form=SUMMED_ABS, normaliser=PIXELS, resolution=256,
                  source="AutoLink datasets/taichi.py and GANSeg test_seg.py"),
@@ -180,13 +186,16 @@ def _features(keypoints: np.ndarray, bias: bool) -> np.ndarray:
     return np.concatenate([x, np.ones((len(x), 1))], axis=1) if bias else x
 
 
-def fit_regression(keypoints: Any, landmarks: Any, visibility: Any = None, bias: bool = False) -> Regression:
+def fit_regression(keypoints: Any, landmarks: Any, visibility: Any = None, bias: bool = False,
+                   allow_unfitted: bool = False) -> Regression:
     """Least-squares map keypoints (N, K, 2) → landmarks (N, L, 2), in float64, on the coordinates given.
 
     Every landmark is fitted only on the images where it is visible (``visibility`` (N, L), ``None`` =
     all); when all are visible this is one joint fit (least squares decouples over targets). ``bias``
     appends a constant feature. The solver is :func:`~lkgan_jax.evaluation.landmarks.fit_linear_map`
     (normal equations, ridge fallback when ill-conditioned, as the authors' code falls back).
+    ``allow_unfitted``: a landmark visible in no image gets zero weights (its prediction is the origin
+    of the frame, as in the authors' CUB code) instead of an error.
     """
     keypoints, landmarks = _points(keypoints, "keypoints"), _points(landmarks, "landmarks")
     if len(keypoints) != len(landmarks):
@@ -201,7 +210,10 @@ def fit_regression(keypoints: Any, landmarks: Any, visibility: Any = None, bias:
     for landmark in range(num_landmarks):
         rows = vis[:, landmark]
         if not rows.any():
-            raise ValueError(f"landmark {landmark} is visible in no regression-train image; it cannot be fitted")
+            if not allow_unfitted:
+                raise ValueError(f"landmark {landmark} is visible in no regression-train image; it cannot be fitted")
+            blocks.append(np.zeros((x.shape[1], 2)))
+            continue
         blocks.append(fit_linear_map(x[rows], landmarks[rows, landmark]))
     return Regression(np.stack(blocks), bias)
 
@@ -268,9 +280,15 @@ def protocol_error(
 
     Returns ``error`` (the headline number, in ``units``), ``per_landmark`` (L values in the same units:
     for MEAN_L2 the mean over that landmark's visible test images, for SUMMED_ABS that landmark's x + y
-    mean absolute error), ``num_train``, ``num_test``, ``num_visible_test`` (visible test entries) and, for
-    protocols with a swap, ``error_without_swap``, ``num_swapped_test``, ``train_swap_rounds``,
-    ``num_swapped_train`` and ``num_outliers_dropped``.
+    mean absolute error; ``None`` for a landmark visible in no test image), ``num_train``, ``num_test``,
+    ``num_visible_test`` (visible test entries), ``unfitted_landmarks`` and, for protocols with a swap,
+    ``error_without_swap``, ``num_swapped_test``, ``train_swap_rounds``, ``num_swapped_train`` and
+    ``num_outliers_dropped``.
+
+    A per-landmark protocol gives a landmark that is visible in no regression-train image zero weights,
+    as the authors' CUB code does: it is predicted at the origin of the fitting frame (the first pixel
+    centre) and scored where a test image shows it. Such landmarks are listed in ``unfitted_landmarks``
+    (never more than a rare part of a small split in practice).
     """
     p = get_protocol(protocol)
     train_kp, train_lm, train_vis = _check_split(train_kp, train_lm, train_vis, p, p.regression_split)
@@ -294,9 +312,38 @@ def protocol_error(
         regression = fit_regression(x_train[keep], y_train[keep], bias=p.with_bias)
         extra.update(train_swap_rounds=rounds, num_swapped_train=int(swapped.sum()), num_outliers_dropped=int((~keep).sum()))
     else:
-        regression = fit_regression(x_train, y_train, train_vis, bias=p.with_bias)
+        regression = fit_regression(x_train, y_train, train_vis, bias=p.with_bias, allow_unfitted=True)
     predicted = 2.0 * predict(regression, x_test) - 1.0  # back to [-1, 1]
+    unfitted = [int(i) for i in np.flatnonzero(~train_vis.any(axis=0))]
+    return {**_score(p, predicted, test_lm, test_vis), "num_train": int(len(train_kp)), "unfitted_landmarks": unfitted, **extra}
 
+
+def mean_landmark_error(protocol: str | Protocol, train_lm: Any, train_vis: Any, test_lm: Any, test_vis: Any) -> dict[str, Any]:
+    """The constant baseline under ``protocol``: every test image predicted as the mean regression-train
+    landmarks (each landmark's mean over the images where it is visible; the origin of the fitting frame,
+    like :func:`protocol_error`'s zero weights, for one visible in none), scored as :func:`protocol_error`
+    scores (the test-time swap rule included). Same keys as :func:`protocol_error` without the
+    training-swap counts."""
+    p = get_protocol(protocol)
+    train_lm, test_lm = _points(train_lm, f"{p.regression_split} landmarks"), _points(test_lm, f"{p.test_split} landmarks")
+    _, train_lm, train_vis = _check_split(np.zeros((len(train_lm), 1, 2)), train_lm, train_vis, p, p.regression_split)
+    _, test_lm, test_vis = _check_split(np.zeros((len(test_lm), 1, 2)), test_lm, test_vis, p, p.test_split)
+    counts = train_vis.sum(axis=0)
+    mean = (train_lm * train_vis[..., None]).sum(axis=0) / np.maximum(counts, 1)[:, None]  # (L, 2)
+    mean[counts == 0] = -1.0  # the origin of the (u + 1) / 2 frame, where a zero-weight regression predicts
+    predicted = np.broadcast_to(mean, test_lm.shape)
+    unfitted = [int(i) for i in np.flatnonzero(counts == 0)]
+    return {**_score(p, predicted, test_lm, test_vis), "num_train": int(len(train_lm)), "unfitted_landmarks": unfitted}
+
+
+def _score(protocol: str | Protocol, predicted: Any, test_lm: np.ndarray, test_vis: np.ndarray) -> dict[str, Any]:
+    """``protocol``'s error of predicted landmarks (N, L, 2) against checked test landmarks and visibility
+    (``_check_split``: landmarks 0 where not visible) → ``protocol``, ``error``, ``units``,
+    ``per_landmark``, ``num_test``, ``num_visible_test`` (and the swap protocols' ``error_without_swap``,
+    ``num_swapped_test``)."""
+    p = get_protocol(protocol)
+    predicted = np.asarray(predicted, np.float64)
+    extra: dict[str, Any] = {}
     resolution, to_pixels = p.resolution, float(pixels_per_unit(p.resolution))
     if p.swap_pairs:
         extra["error_without_swap"] = float(_image_mean_l2(predicted, test_lm).mean() * to_pixels / resolution * 100.0)
@@ -325,8 +372,7 @@ def protocol_error(
         "error": error,
         "units": p.units,
         "per_landmark": [float(v) if c else None for v, c in zip(per_landmark, counts)],
-        "num_train": int(len(train_kp)),
-        "num_test": int(len(test_kp)),
+        "num_test": int(len(test_lm)),
         "num_visible_test": int(test_vis.sum()),
         **extra,
     }

@@ -56,6 +56,10 @@ class TrainedKeypointGan:
         points, read_back = _jitted_detect(self.kg)(self.encoder_variables, self.eta, self.offline_eta, jnp.asarray(images))
         return np.asarray(points), np.asarray(read_back)
 
+    def corrected_keypoints(self, images: np.ndarray) -> np.ndarray:
+        """Keypoints (B, K, 2) of float images in [-1, 1], flips corrected by the offline η (no ground truth)."""
+        return correct_flips(*self.keypoints(images), self.kg.flip_pairs)[0]
+
 
 @functools.lru_cache(maxsize=8)
 def _jitted_detect(kg: KeypointGan) -> Callable:
