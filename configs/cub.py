@@ -6,9 +6,8 @@ CUB-001/002/003 and CUB-all use K = 4 (``--config.model.num_keypoints=4``; Laten
 29.1, 21.2 and 14.7): for CUB-001/002/003 train on ``OUT/train_three`` and evaluate with ``--protocol
 cub_001`` (``cub_002``, ``cub_003``).
 
-Augmentation: the authors train CUB with a random resized crop (scale 0.9–1, aspect ratio 0.9–1.1) and
-random horizontal flips. lkgan_jax's data pipeline has flips but no random resized crop, so this config
-flips only; the crop is a known difference from the papers' training.
+Augmentation, as the authors train CUB: a random resized crop (area 0.9–1, aspect ratio 0.9–1.1,
+torchvision's RandomResizedCrop) and random horizontal flips.
 
 ``data.path`` is a placeholder for ``OUT/train`` of ``lkgan prepare cub --root DIR --out OUT``; with
 ``--out data/cub`` it is already right, else give ``--config.data.path=OUT/train``. Everything else is
@@ -27,4 +26,6 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.data.path = "data/cub/train"  # placeholder: OUT/train of `lkgan prepare cub --out OUT` (OUT/train_three: CUB-001/2/3)
     c.data.resolution = 128
     c.data.random_flip = True
+    c.data.random_crop_scale = (0.9, 1.0)
+    c.data.random_crop_ratio = (0.9, 1.1)
     return c

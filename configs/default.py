@@ -71,6 +71,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.data.resolution = 32
     c.data.seed = 0
     c.data.random_flip = False  # True: horizontal flips of the real images, p = 0.5
+    # A random resized crop of the real images (torchvision's RandomResizedCrop): area fraction and aspect
+    # ratio ranges; (1, 1) and (1, 1) is off.
+    c.data.random_crop_scale = (1.0, 1.0)
+    c.data.random_crop_ratio = (1.0, 1.0)
     c.data.num_threads = 2
     c.data.prefetch = 4
     c.data.num_workers = 0

@@ -13,7 +13,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
-from lkgan_jax.conventions import pixel_to_normalized
+from lkgan_jax.conventions import normalized_to_pixel, pixel_to_normalized
 from lkgan_jax.data import export, pipeline, skipping
 from lkgan_jax.data.image_folder import ImageFolder
 from lkgan_jax.data.procedural import ProceduralFaces
@@ -301,3 +301,42 @@ def test_saved_iterator_states_resume_after_three_batches(saved):
     resumed = iter(pipeline.make_train_dataset(config, GLOBAL_BATCH, seed=8))
     resumed.set_state(saved)
     np.testing.assert_array_equal(next(resumed)["image"], expected)
+
+
+def test_crop_box_follows_torchvision_ranges_and_falls_back_to_the_centre():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        top, left, h, w = pipeline.crop_box(40, 40, (0.9, 1.0), (0.9, 1.1), rng)
+        assert 0.9 * 1600 * 0.97 <= h * w <= 1600 and 0.9 / 1.1 <= w / h <= 1.1 * 1.1  # rounding to whole pixels
+        assert 0 <= top <= 40 - h and 0 <= left <= 40 - w
+    assert pipeline.crop_box(20, 40, (1.0, 1.0), (1.0, 1.0), rng) == (0, 10, 20, 20)  # no square fits the area: centre
+
+
+def test_resized_crop_moves_landmarks_with_the_pixels():
+    """A 1-pixel mark at a landmark is still under the landmark after any crop (to the resampling's blur)."""
+    side, mark = 33, (22, 9)  # (column, row)
+    image = np.zeros((side, side, 3), np.uint8)
+    image[mark[1] - 1:mark[1] + 2, mark[0] - 1:mark[0] + 2] = 255  # 3 × 3 so that bilinear resampling keeps a peak
+    landmarks = pixel_to_normalized(np.array([mark], np.float32), side)
+    unchanged = pipeline.resized_crop({"image": image, "landmarks": landmarks}, (0, 0, side, side))
+    np.testing.assert_array_equal(unchanged["image"], image)
+    np.testing.assert_allclose(unchanged["landmarks"], landmarks, atol=1e-6)
+    cropped = pipeline.resized_crop({"image": image, "landmarks": landmarks}, (3, 5, 26, 24))
+    x, y = normalized_to_pixel(cropped["landmarks"][0], side)
+    # by hand: x = (22 - 5 + 0.5) · 33 / 24 - 0.5 = 23.5625, y = (9 - 3 + 0.5) · 33 / 26 - 0.5 = 7.75
+    np.testing.assert_allclose([x, y], [23.5625, 7.75], atol=1e-4)
+    brightest = np.unravel_index(np.argmax(cropped["image"][..., 0]), (side, side))
+    assert abs(brightest[0] - y) <= 1 and abs(brightest[1] - x) <= 1
+
+
+def test_random_resized_crop_in_the_pipeline_and_bad_ranges():
+    plain = np.concatenate(_take(iter(pipeline.make_train_dataset(_data_config(), GLOBAL_BATCH, seed=4)), 1))
+    config = _data_config(random_crop_scale=(0.5, 0.6), random_crop_ratio=(0.9, 1.1))
+    cropped = np.concatenate(_take(iter(pipeline.make_train_dataset(config, GLOBAL_BATCH, seed=4)), 1))
+    again = np.concatenate(_take(iter(pipeline.make_train_dataset(config, GLOBAL_BATCH, seed=4)), 1))
+    assert cropped.shape == plain.shape and not np.allclose(cropped, plain)
+    np.testing.assert_array_equal(cropped, again)  # seeded
+    for bad, message in [(dict(random_crop_scale=(0.0, 1.0)), "data.random_crop_scale"),
+                         (dict(random_crop_ratio=(1.2, 1.1)), "data.random_crop_ratio")]:
+        with pytest.raises(ValueError, match=message):
+            pipeline.make_train_dataset(_data_config(**bad), GLOBAL_BATCH, seed=0)

@@ -3,7 +3,7 @@
 Chain::
 
     MapDataset.source(src).seed(seed).shuffle().repeat()   # new permutation every epoch
-      .map(keep image) [.random_map(horizontal flip)] .map(uint8 -> float [-1, 1])
+      .map(keep image) [.random_map(resized crop)] [.random_map(horizontal flip)] .map(uint8 -> float [-1, 1])
       ElasticIterator: [n + process_index :: process_count]  # this host's share, from global example n
         .batch(B_local, drop_remainder=True)
         .to_iter_dataset(ReadOptions(num_threads, prefetch_buffer_size))
@@ -32,6 +32,10 @@ Data config fields (``ml_collections.ConfigDict``):
     resolution    R, side of the square images.
     seed          seed of the procedural dataset (the shuffle seed is ``make_train_dataset``'s).
     random_flip   bool, random horizontal flips with probability ``FLIP_PROBABILITY``.
+    random_crop_scale, random_crop_ratio
+                  (min, max) of a random resized crop's area fraction and aspect ratio (width /
+                  height; torchvision's ``RandomResizedCrop``), resized back to R × R; (1, 1) and
+                  (1, 1), the default, is off.
     num_threads   Grain read threads per process.
     prefetch      Grain prefetch buffer size (number of batches read ahead per process).
     num_workers   Grain worker processes; 0 reads in the main process.
@@ -40,16 +44,19 @@ Data config fields (``ml_collections.ConfigDict``):
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import grain
 import jax
 import numpy as np
+from PIL import Image
 
-from lkgan_jax.conventions import uint8_to_float
+from lkgan_jax.conventions import normalized_to_pixel, pixel_to_normalized, uint8_to_float
 from lkgan_jax.data.sources import ImageSource
 
 FLIP_PROBABILITY = 0.5
+CROP_ATTEMPTS = 10  # torchvision's tries at a crop inside the image before the centre-crop fallback
 TRAINING_KEYS = ("image",)  # what the GAN trains on
 LABELLED_KEYS = ("image", "landmarks", "attributes")  # what supervised networks (the judge) train on
 GLOBAL_NEXT_INDEX = "global_next_index"  # the iterator state: global examples consumed
@@ -94,6 +101,61 @@ def random_horizontal_flip(sample: dict[str, np.ndarray], rng: np.random.Generat
     return flip_horizontally(sample) if rng.random() < FLIP_PROBABILITY else sample
 
 
+def crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+             rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A random crop (top, left, h, w) of an H × W image, as torchvision's ``RandomResizedCrop``.
+
+    Area fraction uniform in ``scale``, aspect ratio w / h log-uniform in ``ratio``; after
+    ``CROP_ATTEMPTS`` misses, the largest centred crop whose ratio is clamped into ``ratio``.
+    """
+    area = height * width
+    for _ in range(CROP_ATTEMPTS):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    aspect = min(max(width / height, ratio[0]), ratio[1])
+    w, h = (width, round(width / aspect)) if width / height < aspect else (round(height * aspect), height)
+    w, h = min(w, width), min(h, height)
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def resized_crop(sample: dict[str, np.ndarray], box: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
+    """The crop ``box`` = (top, left, h, w) of the image (R, R, 3), bilinearly resized back to R × R.
+
+    Landmarks (normalised, pixel centres at -1 and +1) follow: a pixel coordinate p becomes
+    (p − offset + ½) · R / extent − ½ along each axis (half-pixel-centred resampling, as PIL's).
+    """
+    top, left, h, w = box
+    side = sample["image"].shape[0]
+    image = Image.fromarray(sample["image"]).resize((side, side), Image.BILINEAR, box=(left, top, left + w, top + h))
+    cropped = {**sample, "image": np.asarray(image)}
+    if "landmarks" in sample:
+        pixels = normalized_to_pixel(sample["landmarks"], side)
+        offset, extent = np.array([left, top], np.float32), np.array([w, h], np.float32)
+        cropped["landmarks"] = pixel_to_normalized((pixels - offset + 0.5) * side / extent - 0.5, side).astype(np.float32)
+    return cropped
+
+
+def random_resized_crop(sample: dict[str, np.ndarray], rng: np.random.Generator, scale: tuple[float, float],
+                        ratio: tuple[float, float]) -> dict[str, np.ndarray]:
+    """``resized_crop`` at a ``crop_box`` drawn from ``rng`` (Grain ``random_map`` signature once bound)."""
+    height, width = sample["image"].shape[:2]
+    return resized_crop(sample, crop_box(height, width, scale, ratio, rng))
+
+
+def check_crop_config(data_config: Any) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """(scale, ratio) of ``data.random_crop_*``, or None when the crop is off; one-line errors for bad ranges."""
+    scale = tuple(float(v) for v in data_config.get("random_crop_scale", (1.0, 1.0)))
+    ratio = tuple(float(v) for v in data_config.get("random_crop_ratio", (1.0, 1.0)))
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"data.random_crop_scale must be (min, max) with 0 < min <= max <= 1, got {scale}")
+    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"data.random_crop_ratio must be (min, max) with 0 < min <= max, got {ratio}")
+    return None if scale == (1.0, 1.0) and ratio == (1.0, 1.0) else (scale, ratio)
+
+
 def image_to_float(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """uint8 image -> float32 in [-1, 1]; other entries unchanged."""
     return {**sample, "image": uint8_to_float(sample["image"])}
@@ -106,6 +168,9 @@ def make_train_dataset(
     local_batch_size(global_batch_size)
     dataset = grain.MapDataset.source(build_source(data_config)).seed(seed).shuffle().repeat()
     dataset = dataset.map(functools.partial(select_keys, keys=keys))
+    crop = check_crop_config(data_config)
+    if crop is not None:
+        dataset = dataset.random_map(functools.partial(random_resized_crop, scale=crop[0], ratio=crop[1]))
     if data_config.random_flip:
         dataset = dataset.random_map(random_horizontal_flip)
     dataset = dataset.map(image_to_float)
