@@ -39,6 +39,17 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.model.part_size_range = 1.0
     # False: no learned 4×4 start constant (the renderer starts from zeros): the layout must come from keypoints.
     c.model.learned_layout = False
+    # Locality levers (docs/design.md §2 "The part's own footprint", "A layout from the keypoints"; all off here).
+    # The part's footprint: "gaussian" (the paper's) | "learned" (GANSeg's linear cone, widened by the spread of
+    # footprint_points sub-points per part that the pose MLP draws; the keypoint is their mean).
+    c.model.part_footprint = "gaussian"
+    c.model.footprint_points = 4  # sub-points per part of the learned footprint (GANSeg: 4)
+    # True: parts and background write their embeddings through masks normalised to sum 1 at every pixel
+    # (GANSeg's softmax part masks gate its part embeddings), instead of the raw footprints.
+    c.model.part_mask_gating = False
+    # F > 0: the renderer's 4×4 start adds a 1×1 conv of sin/cos(ω_f · (pixel − keypoint)), ω_f = 2^f·π/2,
+    # f < F, for every keypoint (GANSeg starts from such an encoding of the keypoints at 1/4 of the side); 0: off.
+    c.model.keypoint_layout_encoding = 0
     # Keypoint recovery (docs/design.md §3): a head on D regresses the fakes' keypoints and G and D both
     # minimise its L1 error, with this weight (0: off, no head; measured in docs/ablation.md).
     c.model.keypoint_recovery_weight = 10.0
@@ -99,6 +110,18 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # only the keypoint-recovery term sees them (needs model.keypoint_recovery_weight > 0; 0: off).
     c.train.recovery_jitter = 0.0
     c.train.recovery_jitter_batch = 0
+    # Equivariance (docs/design.md §3; after DragGAN's motion supervision): copies of round(fraction·B) of G's
+    # fakes, each with one keypoint moved by `shift` output pixels along ±x or ±y, are rendered in G's batch;
+    # the L1 between the moved image's patch×patch window at the new position and the original's at the old
+    # one is added to L_G with this weight (0: off), logged as g_equivariance.
+    c.train.equivariance_weight = 0.0
+    c.train.equivariance_fraction = 0.25
+    c.train.equivariance_shift = 3.0  # output pixels (the locality metric's eval.locality_move_px)
+    c.train.equivariance_patch = 7  # window side in output pixels
+    # > 0: also an L1 to the original outside the moved part (pixels farther than the radius, Chebyshev, in output
+    # pixels, from both positions), with this weight (DragGAN's mask term), logged as g_equivariance_outside.
+    c.train.equivariance_outside_weight = 0.0
+    c.train.equivariance_outside_radius = 8.0
     c.train.ema_decay = 0.999
     c.train.ema_warmup = True  # decay_t = min(decay, (1 + t) / (10 + t))
     # The EMA generator's own BatchNorm statistics (docs/design.md §3): averaged over this many fresh batches

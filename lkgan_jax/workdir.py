@@ -24,6 +24,16 @@ METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
 DETECTOR_DIR = "detector"
 RUN_SECTIONS = ("model", "data")  # the config sections every training run writes
+# Fixed-section fields added after runs were saved, and the value the code reads when a saved config lacks
+# them (``models/factory.py``): a resumed run whose config.json predates one of them is unchanged by it
+# while the new config keeps that value.
+ABSENT_AS = {
+    "model.part_footprint": "gaussian",
+    "model.footprint_points": 4,
+    "model.part_mask_gating": False,
+    "model.keypoint_layout_encoding": 0,
+    "model.g_norm_groups": 0,
+}
 
 
 def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -82,5 +92,5 @@ def _changed_fields(old: dict, new: dict, name: str) -> list[str]:
     for key in name.split("."):
         old, new = (old.get(key) if isinstance(old, dict) else None), (new.get(key) if isinstance(new, dict) else None)
     if isinstance(old, dict) and isinstance(new, dict):
-        return sorted(f"{name}.{k}" for k in set(old) | set(new) if old.get(k) != new.get(k))
+        return sorted(f"{name}.{k}" for k in set(old) | set(new) if old.get(k, ABSENT_AS.get(f"{name}.{k}")) != new.get(k))
     return [name] if old != new else []

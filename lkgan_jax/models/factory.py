@@ -9,6 +9,7 @@ from lkgan_jax.models.discriminator import Discriminator
 from lkgan_jax.models.generator import Generator
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+PART_FOOTPRINTS = ("gaussian", "learned")  # model.part_footprint
 
 
 def compute_dtype(name: str):
@@ -35,6 +36,12 @@ def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = 
         raise ValueError(f"model.g_norm_groups must be 0 (BatchNorm) or divide every G width {tuple(c.g_channels)}, got {groups}")
     if c.get("part_size_range", 1.0) < 1:
         raise ValueError(f"model.part_size_range must be at least 1 (1: fixed τ), got {c.part_size_range}")
+    if c.get("part_footprint", "gaussian") not in PART_FOOTPRINTS:
+        raise ValueError(f"model.part_footprint must be one of {', '.join(PART_FOOTPRINTS)}, got {c.part_footprint!r}")
+    if c.get("footprint_points", 4) < 1:
+        raise ValueError(f"model.footprint_points must be at least 1, got {c.footprint_points}")
+    if c.get("keypoint_layout_encoding", 0) < 0:
+        raise ValueError(f"model.keypoint_layout_encoding must be at least 0 (0: off), got {c.keypoint_layout_encoding}")
     return Generator(
         num_keypoints=c.num_keypoints,
         embed_dim=c.embed_dim,
@@ -57,6 +64,10 @@ def make_generator(model_config: ml_collections.ConfigDict, dtype: str | None = 
         residual_init_scale=c.get("g_residual_init_scale", 1.0),
         rgb_init_scale=c.get("g_rgb_init_scale", 1.0),
         norm_groups=c.get("g_norm_groups", 0),
+        part_footprint=c.get("part_footprint", "gaussian"),  # locality levers (docs/design.md §2): off when absent
+        footprint_points=c.get("footprint_points", 4),
+        part_mask_gating=c.get("part_mask_gating", False),
+        keypoint_layout_encoding=c.get("keypoint_layout_encoding", 0),
     )
 
 

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lkgan_jax.models.heatmaps import embedding_map
+from lkgan_jax.models.heatmaps import cone_radius, embedding_map, keypoint_encoding
 from lkgan_jax.models.latent import Latent
 from lkgan_jax.models.layers import MLP, conv, upsample2x
 
@@ -38,6 +38,12 @@ class KeypointMapping(nn.Module):
     With ``part_size_range`` r > 1 each part k also learns its Gaussian width: a parameter s_k
     (initialised 0) scales the width by r^tanh(s_k), i.e. τ_k = τ · r^(2·tanh(s_k)), always in
     [τ / r², τ · r²] and positive. r = 1 (default) keeps τ fixed, with no parameter.
+
+    With ``footprint_points`` P > 0 (the learned footprint, GANSeg's sub-points) the pose MLP draws P
+    sub-points s_kj = tanh(MLP/divisor) per part instead of one point; kp_k = mean_j s_kj, and the part's
+    cone radius is ρ_k = 2√(τ_k ln 2) + mean_{j,c} |s_kjc − kp_kc| (the fixed τ's radius plus GANSeg's
+    learned width), stored in the latent as the Gaussian-equivalent τ_k = ρ_k² / (4 ln 2) (> 0).
+    P = 0 (default) draws one point per part.
     """
 
     num_keypoints: int
@@ -49,6 +55,7 @@ class KeypointMapping(nn.Module):
     tau: float
     slope: float
     part_size_range: float = 1.0
+    footprint_points: int = 0  # > 0: sub-points per part, whose spread widens the part's cone (learned footprint)
 
     def part_tau(self) -> jax.Array | float:
         """τ per part, (K,) when sizes are learned, else the scalar τ."""
@@ -60,13 +67,21 @@ class KeypointMapping(nn.Module):
     @nn.compact
     def __call__(self, z_pose: jax.Array, z_app: jax.Array, z_bg: jax.Array) -> Latent:
         k, d = self.num_keypoints, self.embed_dim
-        pose = MLP(self.z_dim, self.pose_depth, 2 * k, self.slope, name="pose_mlp")(z_pose)
-        keypoints = jnp.tanh(pose / self.tanh_divisor).reshape(-1, k, 2)
+        points = max(self.footprint_points, 1)
+        pose = MLP(self.z_dim, self.pose_depth, 2 * k * points, self.slope, name="pose_mlp")(z_pose)
         part_table = self.param("part_table", nn.initializers.normal(1.0), (k, d), jnp.float32)
         global_appearance = MLP(self.z_dim, self.appearance_depth, d, self.slope, name="appearance_mlp")(z_app)
         part_embeddings = part_table[None] * global_appearance[:, None, :]
         background = MLP(self.z_dim, self.appearance_depth, d, self.slope, name="background_mlp")(z_bg)
-        return Latent.create(keypoints, part_embeddings, background, self.part_tau())
+        tau = self.part_tau()
+        if self.footprint_points == 0:
+            keypoints = jnp.tanh(pose / self.tanh_divisor).reshape(-1, k, 2)
+            return Latent.create(keypoints, part_embeddings, background, tau)
+        sub_points = jnp.tanh(pose / self.tanh_divisor).reshape(-1, k, points, 2)
+        keypoints = jnp.mean(sub_points, axis=2)
+        spread = jnp.mean(jnp.abs(sub_points - keypoints[:, :, None, :]), axis=(2, 3))  # (B, K)
+        radius = cone_radius(jnp.asarray(tau, jnp.float32)) + spread
+        return Latent.create(keypoints, part_embeddings, background, jnp.square(radius) / (4.0 * jnp.log(2.0)))
 
 
 class Spade(nn.Module):
@@ -139,6 +154,30 @@ class SpadeResBlock(nn.Module):
         return h + shortcut
 
 
+class KeypointLayout(nn.Module):
+    """A start tensor from the keypoints: 1×1 conv ("projection") of ``heatmaps.keypoint_encoding`` at 4×4.
+
+    ``Latent`` → (B, 4, 4, ``features``). The conv was built for ``parts`` keypoints: parts beyond them
+    (appended by an edit) are left out, missing ones count as masked. Equivariant to translations of all
+    keypoints by whole pixels of the 4×4 grid (a function of pixel − keypoint only).
+    """
+
+    features: int
+    frequencies: int
+    parts: int
+    slope: float
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, latent: Latent) -> jax.Array:
+        keypoints, mask = latent.keypoints[:, : self.parts], latent.mask[:, : self.parts]
+        if latent.num_parts < self.parts:
+            pad = ((0, 0), (0, self.parts - latent.num_parts))
+            keypoints, mask = jnp.pad(keypoints, pad + ((0, 0),)), jnp.pad(mask, pad)
+        encoding = keypoint_encoding(keypoints, mask, 4, self.frequencies).astype(self.dtype)
+        return conv(self.features, 1, slope=self.slope, dtype=self.dtype, name="projection")(encoding)
+
+
 class SpadeRenderer(nn.Module):
     """Stage 2: a learned 4×4 constant, then per resolution (×2 upsample,) one SPADE res-block.
 
@@ -149,6 +188,12 @@ class SpadeRenderer(nn.Module):
     With ``learned_layout=False`` there is no constant: the blocks start from zeros, so the first block's
     output is computed from the conditioning map alone and every spatial structure starts from the
     keypoints (docs/design.md §2).
+
+    Locality options (docs/design.md §2, off by default): ``footprint`` ("gaussian" | "cone") and
+    ``mask_gating`` shape the conditioning maps (``heatmaps.embedding_map``); ``layout_encoding`` F > 0
+    adds to the 4×4 start a ``KeypointLayout`` ("layout_encoding", ``const_channels`` wide): a 1×1 conv of
+    the sin/cos encoding of every pixel's offset to each of the first ``layout_parts`` keypoints at F
+    frequencies; parts appended later (index ≥ ``layout_parts``) add nothing to it.
     """
 
     channels: Sequence[int]
@@ -164,6 +209,10 @@ class SpadeRenderer(nn.Module):
     residual_init_scale: float = 1.0
     rgb_init_scale: float = 1.0
     norm_groups: int = 0  # each SPADE's normalisation (``Spade``)
+    footprint: str = "gaussian"  # the parts' footprints: "gaussian" | "cone" (``heatmaps.part_footprints``)
+    mask_gating: bool = False  # parts write through normalised masks (``heatmaps.normalised_masks``)
+    layout_encoding: int = 0  # F > 0: the start adds a projected sin/cos encoding of the keypoints (F frequencies)
+    layout_parts: int = 0  # the parts the layout encoding's projection was built for (the trained K)
 
     @nn.compact
     def __call__(self, latent: Latent, train: bool) -> jax.Array:
@@ -173,10 +222,15 @@ class SpadeRenderer(nn.Module):
         else:
             const = jnp.zeros((1, 4, 4, self.const_channels), jnp.float32)
         x = jnp.broadcast_to(const, (batch,) + const.shape[1:]).astype(self.dtype)
+        if self.layout_encoding > 0:
+            layout = KeypointLayout(self.const_channels, self.layout_encoding, self.layout_parts, self.slope, self.dtype,
+                                    name="layout_encoding")
+            x = x + layout(latent).astype(self.dtype)
         for i, features in enumerate(self.channels):
             if i > 0:
                 x = upsample2x(x)
-            cond = embedding_map(latent, x.shape[1], self.tau_floor_pixels, self.min_keypoint_size).astype(self.dtype)
+            cond = embedding_map(latent, x.shape[1], self.tau_floor_pixels, self.min_keypoint_size, self.footprint, self.mask_gating)
+            cond = cond.astype(self.dtype)
             block = SpadeResBlock(features, self.hidden, self.slope, self.bn_momentum, self.bn_epsilon, self.dtype,
                                   self.residual_init_scale, self.norm_groups, name=f"block_{x.shape[1]}")
             x = block(x, cond, train)
@@ -209,8 +263,13 @@ class Generator(nn.Module):
     residual_init_scale: float = 1.0  # × the initial kernel of each residual branch's last conv
     rgb_init_scale: float = 1.0  # × the initial kernel of the RGB conv
     norm_groups: int = 0  # SPADE normalisation: 0 BatchNorm (batch_stats), G > 0 GroupNorm of G groups (none)
+    part_footprint: str = "gaussian"  # "learned": GANSeg-style cones widened by sub-points (docs/design.md §2)
+    footprint_points: int = 4  # sub-points per part of the learned footprint (GANSeg: 4)
+    part_mask_gating: bool = False  # True: parts write their embeddings through normalised masks
+    keypoint_layout_encoding: int = 0  # F > 0: the renderer starts from a sin/cos encoding of the keypoints
 
     def setup(self) -> None:
+        learned = self.part_footprint == "learned"
         self.mapping = KeypointMapping(
             self.num_keypoints,
             self.embed_dim,
@@ -221,6 +280,7 @@ class Generator(nn.Module):
             self.tau,
             self.slope,
             self.part_size_range,
+            self.footprint_points if learned else 0,
         )
         self.renderer = SpadeRenderer(
             tuple(self.channels),
@@ -236,6 +296,10 @@ class Generator(nn.Module):
             self.residual_init_scale,
             self.rgb_init_scale,
             self.norm_groups,
+            "cone" if learned else "gaussian",
+            self.part_mask_gating,
+            self.keypoint_layout_encoding,
+            self.num_keypoints,
         )
 
     @property

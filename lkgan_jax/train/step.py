@@ -1,8 +1,10 @@
 """The GAN training step (docs/design.md §3): D update (+ lazy gradient penalty), G update, EMA — one pure function.
 
 Optional terms: keypoint recovery (D's keypoint head regresses the fakes' keypoints; both players
-minimise its L1 error), keypoint jitter (independent offsets of every training fake's keypoints) and
-recovery jitter (extra fakes with jittered keypoints that only the recovery term sees).
+minimise its L1 error), keypoint jitter (independent offsets of every training fake's keypoints),
+recovery jitter (extra fakes with jittered keypoints that only the recovery term sees) and G's
+equivariance term (``train/equivariance.py``: copies of some fakes with one keypoint moved, rendered in
+the same batch, must show the original's pixels moved with it).
 
 ``make_train_step`` returns ``step(state, batch, do_reg, log_terms) -> (state, metrics)``;
 ``compile_train_step`` jits it once over a mesh with explicit shardings, the state donated, ``do_reg``
@@ -10,8 +12,8 @@ and ``log_terms`` static (one executable each: with and without the penalty, and
 ``train.term_grad_norms`` on, with and without the per-term norms, which the harness runs on the
 steps it logs). Besides the losses, the metrics hold the health signals ``grad_norm/{g,d}`` and
 ``update_norm/{g,d}`` (global L2 norms of the gradients and Adam updates, on the logged steps) and,
-with ``log_terms``, ``grad_norm/{g,d}/{adversarial,penalty,recovery}`` (the norm of each weighted loss
-term's own gradient).
+with ``log_terms``, ``grad_norm/{g,d}/{adversarial,penalty,recovery,equivariance,...}`` (the norm of
+each weighted loss term's own gradient).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from jax.sharding import NamedSharding
 
 from lkgan_jax.models.generator import statistics
 from lkgan_jax.models.latent import sample_noise
-from lkgan_jax.train import health, losses
+from lkgan_jax.train import equivariance, health, losses
 from lkgan_jax.train.state import GanModels, TrainState
 
 Metrics = dict[str, jax.Array]
@@ -35,6 +37,7 @@ StepFn = Callable[[TrainState, dict[str, jax.Array], bool], tuple[TrainState, Me
 _D_KEY, _G_KEY = 0, 1
 _JITTER_KEY = 3  # folded into a D or G noise key; sample_noise uses 0, 1, 2
 _RECOVERY_KEY = 4  # the recovery-jitter fakes' noise key, folded into a D or G noise key
+_EQUIVARIANCE_KEY = 6  # the equivariance term's moved parts and directions, folded into the G noise key
 
 
 def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
@@ -64,6 +67,19 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
     jittered_recovery = recovery_jitter > 0 and recovery_batch > 0
     if jittered_recovery and recovery_weight <= 0:
         raise ValueError("train.recovery_jitter needs keypoint recovery (model.keypoint_recovery_weight > 0)")
+    equivariance_weight, outside_weight = t.get("equivariance_weight", 0.0), t.get("equivariance_outside_weight", 0.0)
+    equivariant = equivariance_weight > 0 or outside_weight > 0
+    if equivariance_weight < 0 or outside_weight < 0:
+        raise ValueError(f"train.equivariance_weight and train.equivariance_outside_weight must be at least 0 (0: off), "
+                         f"got {equivariance_weight}, {outside_weight}")
+    if equivariant:
+        fraction, patch = t.get("equivariance_fraction", 0.25), t.get("equivariance_patch", 7)
+        shift = equivariance.shift_in_units(t.get("equivariance_shift", 3.0), generator.resolution)
+        outside_radius = t.get("equivariance_outside_radius", 8.0) if outside_weight > 0 else 0.0
+        if not 0 < fraction <= 1 or patch < 1 or shift <= 0 or (outside_weight > 0 and outside_radius <= 0):
+            raise ValueError(f"train.equivariance_fraction must be in (0, 1], train.equivariance_patch at least 1 and "
+                             f"train.equivariance_shift and train.equivariance_outside_radius positive, got {fraction}, "
+                             f"{patch}, {t.get('equivariance_shift', 3.0)}, {outside_radius}")
 
     def generate(g_params, g_stats, key, batch_size, sigma=jitter):
         """Fresh fakes: (images, their keypoints (B, K, 2), G's updated BatchNorm statistics).
@@ -83,6 +99,26 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             mutable=["batch_stats"],
         )
         return images, latent.keypoints, statistics(updates)
+
+    def generate_moved(g_params, g_stats, key, batch_size, sigma=jitter):
+        """``generate``'s fakes rendered in one batch with n = max(1, round(fraction · B)) moved copies of the
+        first n (one keypoint each, ``equivariance.random_moves``): (images (B, R, R, 3), keypoints (B, K, 2),
+        G's BatchNorm statistics (of all B + n), L_window, L_outside)."""
+        variables = {"params": g_params, "batch_stats": g_stats}
+        latent = generator.apply(variables, *sample_noise(key, batch_size, z_dim), method=type(generator).sample_latent)
+        if sigma > 0:
+            offsets = sigma * jax.random.normal(jax.random.fold_in(key, _JITTER_KEY), (batch_size, generator.num_keypoints, 2))
+            latent = latent.replace(keypoints=latent.keypoints + offsets)
+        count = max(1, round(fraction * batch_size))
+        parts, shifts = equivariance.random_moves(jax.random.fold_in(key, _EQUIVARIANCE_KEY), count, generator.num_keypoints, shift)
+        head = jax.tree.map(lambda x: x[:count], latent)
+        moved = equivariance.move_keypoints(head, parts, shifts)
+        images, updates = generator.apply(variables, equivariance.concatenate(latent, moved), train=True,
+                                          method=type(generator).render, mutable=["batch_stats"])
+        rows = jnp.arange(count)
+        window, outside = equivariance.window_losses(images[:count], images[batch_size:], head.keypoints[rows, parts],
+                                                     moved.keypoints[rows, parts], patch, outside_radius)
+        return images[:batch_size], latent.keypoints, statistics(updates), window, outside
 
     def judge_fakes(d_params, images, keypoints):
         """D on fakes → (logits (B,), keypoint-recovery loss, 0 when the term is off)."""
@@ -141,17 +177,30 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
 
         # Generator update with fresh noise through the updated discriminator.
         def g_terms(g_params):
-            """G's weighted loss terms (their sum is L_G) and (unweighted recovery terms, BatchNorm statistics)."""
+            """G's weighted loss terms (their sum is L_G) and (unweighted recovery terms, BatchNorm statistics,
+            unweighted equivariance terms)."""
             g_key = jax.random.fold_in(step_key, _G_KEY)
-            images, keypoints, stats = generate(g_params, g_stats, g_key, batch_size)
+            equivariance_metrics = {}
+            if equivariant:
+                images, keypoints, stats, window, outside = generate_moved(g_params, g_stats, g_key, batch_size)
+                equivariance_metrics["g_equivariance"] = window
+                if outside_weight > 0:
+                    equivariance_metrics["g_equivariance_outside"] = outside
+            else:
+                images, keypoints, stats = generate(g_params, g_stats, g_key, batch_size)
             logits, recovery = judge_fakes(d_params, images, keypoints)
             terms = {"adversarial": losses.generator_loss(logits)}
             jittered = judge_fakes(d_params, *generate_jittered(g_params, g_stats, g_key))[1] if jittered_recovery else 0.0
             if recovery_weight > 0:
                 terms["recovery"] = recovery_weight * (recovery + jittered)
-            return terms, (recovery, jittered, stats)
+            if equivariance_weight > 0:
+                terms["equivariance"] = equivariance_weight * equivariance_metrics["g_equivariance"]
+            if outside_weight > 0:
+                terms["equivariance_outside"] = outside_weight * equivariance_metrics["g_equivariance_outside"]
+            return terms, (recovery, jittered, stats, equivariance_metrics)
 
-        g_loss_terms, (g_recovery, g_jittered, g_stats), g_grads, g_term_norms = health.term_gradients(g_terms, state.g_params, "g", log_terms)
+        g_loss_terms, (g_recovery, g_jittered, g_stats, g_equivariance), g_grads, g_term_norms = health.term_gradients(
+            g_terms, state.g_params, "g", log_terms)
         g_loss = g_loss_terms["adversarial"]
         g_updates, g_opt = models.g_tx.update(g_grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, g_updates)
@@ -162,6 +211,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         watched = [d_metrics["d_loss"], g_loss] + ([d_metrics["grad_penalty"]] if do_reg else [])
         watched += [d_metrics["d_keypoint_recovery"], g_recovery] if recovery_weight > 0 else []
         watched += [d_metrics["d_keypoint_recovery_jittered"], g_jittered] if jittered_recovery else []
+        watched += list(g_equivariance.values())
         nonfinite_step = health.mark_nonfinite(state.nonfinite_step, state.step, *watched)
         new_state = state.replace(
             step=state.step + 1,
@@ -179,7 +229,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         recovery_metrics = {"g_keypoint_recovery": g_recovery} if recovery_weight > 0 else {}
         if jittered_recovery:
             recovery_metrics["g_keypoint_recovery_jittered"] = g_jittered
-        return new_state, {**d_metrics, "g_loss": g_loss, **recovery_metrics, **norms}
+        return new_state, {**d_metrics, "g_loss": g_loss, **recovery_metrics, **g_equivariance, **norms}
 
     return step
 
