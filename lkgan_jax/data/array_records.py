@@ -24,7 +24,6 @@ records are skipped and counted like corrupt files (``lkgan_jax.data.skipping``)
 from __future__ import annotations
 
 import io
-import json
 import os
 import pathlib
 from typing import Any, Iterable, Iterator, Sequence
@@ -37,7 +36,7 @@ from lkgan_jax.conventions import normalized_to_pixel
 from lkgan_jax.data import export
 from lkgan_jax.data.image_folder import ImageFolder, decode_rgb, image_item
 from lkgan_jax.data.skipping import SkipsUnreadable
-from lkgan_jax.utils.files import files_sha256, write_json
+from lkgan_jax.utils.files import files_sha256, read_format_json, write_json
 
 FORMAT = "lkgan_jax.arrayrecord"
 FORMAT_VERSION = 1
@@ -170,16 +169,7 @@ def read_metadata(path: str) -> dict[str, Any]:
     metadata_path = os.path.join(path, METADATA_FILE)
     if not os.path.isfile(metadata_path):
         raise ValueError(f"{path}: no {METADATA_FILE}; write ArrayRecord shards with `lkgan prepare procedural|folder --format arrayrecord`")
-    try:
-        with open(metadata_path) as file:
-            metadata = json.load(file)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{metadata_path}: unreadable ({type(error).__name__}: {error})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ValueError(f"{metadata_path}: not an lkgan_jax ArrayRecord set (format {FORMAT!r} expected)")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{metadata_path}: format version {metadata.get('format_version')!r}; "
-                         f"this lkgan_jax reads version {FORMAT_VERSION} (prepare the set again)")
+    metadata = read_format_json(metadata_path, FORMAT, FORMAT_VERSION, "an lkgan_jax ArrayRecord set", "prepare the set again")
     for entry in metadata["shards"]:
         if not os.path.isfile(os.path.join(path, entry["file"])):
             raise ValueError(f"{path}: shard {entry['file']} listed in {METADATA_FILE} is missing")

@@ -28,7 +28,6 @@ Keys (``P`` the protocol's name):
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable
 
@@ -39,6 +38,7 @@ from lkgan_jax import parallel
 from lkgan_jax.conventions import uint8_to_float
 from lkgan_jax.data.benchmarks.common import MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION
 from lkgan_jax.evaluation.protocols import Protocol, get_protocol, mean_landmark_error, protocol_error
+from lkgan_jax.utils import files
 
 # protocol_error's keys that the metrics name elsewhere (landmarks/protocol) or not at all for the baseline
 _BASELINE_SKIPPED = ("protocol", "units", "num_train", "num_test", "num_visible_test", "unfitted_landmarks")
@@ -54,16 +54,7 @@ def check_benchmark(data_dir: str, protocol: str | Protocol) -> tuple[Protocol, 
     path = os.path.join(data_dir, MANIFEST_FILE)
     if not os.path.isfile(path):
         raise ValueError(f"--data {data_dir} has no {MANIFEST_FILE}; write it with {prepare}")
-    try:
-        with open(path) as file:
-            manifest = json.load(file)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: not a benchmark manifest (format {MANIFEST_FORMAT!r}); write it with {prepare}")
-    if manifest.get("format_version") != MANIFEST_VERSION:
-        raise ValueError(f"{path}: format version {manifest.get('format_version')!r}; this lkgan_jax reads version "
-                         f"{MANIFEST_VERSION} (prepare the data set again)")
+    manifest = files.read_format_json(path, MANIFEST_FORMAT, MANIFEST_VERSION, "a benchmark manifest", f"write it with {prepare}")
     dataset = manifest.get("dataset")
     if dataset != p.dataset:
         raise ValueError(f"--data {data_dir} holds {dataset!r} (`lkgan prepare {dataset}`), but --protocol {p.name} "

@@ -98,3 +98,22 @@ def output_directory(path: str | os.PathLike, flag: str) -> pathlib.Path:
     except OSError as error:
         raise ValueError(f"{flag} {directory}: cannot create the directory ({error.strerror or type(error).__name__})") from None
     return directory
+
+
+def read_format_json(path: str | os.PathLike, expected_format: str, expected_version: int, described: str, remedy: str) -> dict:
+    """A JSON object that names its ``format`` and ``format_version`` (metadata, manifests) → the dict.
+
+    One-line ``ValueError`` naming ``path`` when it is unreadable, not of ``expected_format`` (``described``
+    says what it should be, ``remedy`` how to write one) or of another version.
+    """
+    try:
+        with open(path) as file:
+            content = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+    if not isinstance(content, dict) or content.get("format") != expected_format:
+        raise ValueError(f"{path}: not {described} (format {expected_format!r} expected); {remedy}")
+    if content.get("format_version") != expected_version:
+        raise ValueError(f"{path}: format version {content.get('format_version')!r}; this lkgan_jax reads version "
+                         f"{expected_version} ({remedy})")
+    return content
