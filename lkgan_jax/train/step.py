@@ -81,15 +81,19 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
                              f"train.equivariance_shift and train.equivariance_outside_radius positive, got {fraction}, "
                              f"{patch}, {t.get('equivariance_shift', 3.0)}, {outside_radius}")
 
+    def jitter_offsets(key, batch_size, sigma):
+        """Keypoint jitter (``train.keypoint_jitter`` = σ): an N(0, σ²) offset (B, K, 2) of every keypoint, or None at σ = 0."""
+        if sigma <= 0:
+            return None
+        return sigma * jax.random.normal(jax.random.fold_in(key, _JITTER_KEY), (batch_size, generator.num_keypoints, 2))
+
     def generate(g_params, g_stats, key, batch_size, sigma=jitter):
         """Fresh fakes: (images, their keypoints (B, K, 2), G's updated BatchNorm statistics).
 
         With ``sigma`` (``train.keypoint_jitter``) > 0 every keypoint moves by its own N(0, σ²) offset
         before rendering, so G also sees single parts displaced from the poses its MLP draws.
         """
-        offsets = None
-        if sigma > 0:
-            offsets = sigma * jax.random.normal(jax.random.fold_in(key, _JITTER_KEY), (batch_size, generator.num_keypoints, 2))
+        offsets = jitter_offsets(key, batch_size, sigma)
         (images, latent), updates = generator.apply(
             {"params": g_params, "batch_stats": g_stats},
             *sample_noise(key, batch_size, z_dim),
@@ -106,8 +110,8 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
         G's BatchNorm statistics (of all B + n), L_window, L_outside)."""
         variables = {"params": g_params, "batch_stats": g_stats}
         latent = generator.apply(variables, *sample_noise(key, batch_size, z_dim), method=type(generator).sample_latent)
-        if sigma > 0:
-            offsets = sigma * jax.random.normal(jax.random.fold_in(key, _JITTER_KEY), (batch_size, generator.num_keypoints, 2))
+        offsets = jitter_offsets(key, batch_size, sigma)
+        if offsets is not None:  # as ``Generator.sample`` applies them in ``generate``
             latent = latent.replace(keypoints=latent.keypoints + offsets)
         count = max(1, round(fraction * batch_size))
         parts, shifts = equivariance.random_moves(jax.random.fold_in(key, _EQUIVARIANCE_KEY), count, generator.num_keypoints, shift)
