@@ -19,10 +19,11 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 
 from lkgan_jax.models.heatmaps import cone_radius, embedding_map, keypoint_encoding
 from lkgan_jax.models.latent import Latent
-from lkgan_jax.models.layers import MLP, conv, upsample2x
+from lkgan_jax.models.layers import MLP, conv, kaiming_leaky, upsample2x
 
 Dtype = Any
 
@@ -84,8 +85,50 @@ class KeypointMapping(nn.Module):
         return Latent.create(keypoints, part_embeddings, background, jnp.square(radius) / (4.0 * jnp.log(2.0)))
 
 
+class ConvParams(nn.Module):
+    """The parameters of a ``layers.conv`` (k×k, stride 1, with bias) without the convolution.
+
+    ``(in_features, features)`` → ``kernel`` (k, k, in_features, features) and ``bias`` (features,), both
+    float32, declared in ``nn.Conv``'s order with its names and ``layers.conv``'s initialisers: a module
+    of the same name holds the same parameters, with the same initial values, as that conv. Lets several
+    convs over one input run as one (``fused_conv``).
+    """
+
+    kernel_size: int
+    slope: float
+    init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, in_features: int, features: int) -> tuple[jax.Array, jax.Array]:
+        k = self.kernel_size
+        kernel = self.param("kernel", kaiming_leaky(self.slope, self.init_scale), (k, k, in_features, features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        return kernel, bias
+
+
+def fused_conv(x: jax.Array, params: Sequence[tuple[jax.Array, jax.Array]], dtype: Dtype) -> jax.Array:
+    """Several ``layers.conv``s (stride 1, padding k//2) of one input x (B, H, W, C_in) as one conv.
+
+    ``params`` holds (kernel (k, k, C_in, C_i), bias (C_i,)) pairs (``ConvParams``); they are concatenated
+    along the output axis, so the result is (B, H, W, ΣC_i), the i-th conv's output in channels
+    [ΣC_<i, ΣC_≤i). Like ``nn.Conv`` with ``dtype``: input, kernel and bias are cast to ``dtype`` first.
+    """
+    kernel = jnp.concatenate([k for k, _ in params], axis=-1)
+    bias = jnp.concatenate([b for _, b in params], axis=-1)
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
+    pad = kernel.shape[0] // 2
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
+
+
 class Spade(nn.Module):
     """SPADE: a parameter-free normalisation of x, modulated by (1 + γ(F)) and β(F) computed from F.
+
+    F = LeakyReLU(``shared`` 3×3 conv of the conditioning map, ``hidden`` wide); γ and β are 3×3 convs
+    of F with x's width C, run fused as one conv of 2C outputs (one pass over F instead of two).
+    ``__call__`` computes F itself; a ``SpadeResBlock`` instead computes the F of all its SPADEs in one
+    conv (``hidden_params``) and passes each its F (``modulate``). The parameters are those of three
+    ``layers.conv``s named ``shared``, ``gamma`` and ``beta``.
 
     ``norm_groups`` = 0 normalises with BatchNorm (the authors'; running statistics in ``batch_stats``);
     G > 0 with GroupNorm of G groups, per sample and the same in training and rendering.
@@ -98,29 +141,40 @@ class Spade(nn.Module):
     dtype: Dtype
     norm_groups: int = 0
 
-    @nn.compact
-    def __call__(self, x: jax.Array, cond: jax.Array, train: bool) -> jax.Array:
+    def setup(self) -> None:
         if self.norm_groups:
-            norm = nn.GroupNorm(self.norm_groups, epsilon=self.bn_epsilon, use_bias=False, use_scale=False, dtype=self.dtype, name="norm")
+            self.norm = nn.GroupNorm(self.norm_groups, epsilon=self.bn_epsilon, use_bias=False, use_scale=False, dtype=self.dtype)
         else:
-            norm = nn.BatchNorm(
-                use_running_average=not train,
-                momentum=self.bn_momentum,
-                epsilon=self.bn_epsilon,
-                use_bias=False,
-                use_scale=False,
-                dtype=self.dtype,
-                name="norm",
-            )
-        normalized = norm(x)
-        h = nn.leaky_relu(conv(self.hidden, 3, slope=self.slope, dtype=self.dtype, name="shared")(cond), self.slope)
-        gamma = conv(x.shape[-1], 3, slope=self.slope, dtype=self.dtype, name="gamma")(h)
-        beta = conv(x.shape[-1], 3, slope=self.slope, dtype=self.dtype, name="beta")(h)
+            self.norm = nn.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon, use_bias=False, use_scale=False, dtype=self.dtype)
+        self.shared = ConvParams(3, self.slope)
+        self.gamma = ConvParams(3, self.slope)
+        self.beta = ConvParams(3, self.slope)
+
+    def hidden_params(self, cond_features: int) -> tuple[jax.Array, jax.Array]:
+        """The ``shared`` conv's kernel (3, 3, cond_features, hidden) and bias (hidden,)."""
+        return self.shared(cond_features, self.hidden)
+
+    def modulate(self, x: jax.Array, hidden: jax.Array, train: bool) -> jax.Array:
+        """x (B, H, W, C) and F (B, H, W, hidden), the activated ``shared`` conv → (B, H, W, C)."""
+        normalized = self.norm(x) if self.norm_groups else self.norm(x, use_running_average=not train)
+        width, features = hidden.shape[-1], x.shape[-1]
+        gamma_beta = fused_conv(hidden, [self.gamma(width, features), self.beta(width, features)], self.dtype)
+        gamma, beta = jnp.split(gamma_beta, 2, axis=-1)
         return normalized * (1.0 + gamma) + beta
+
+    def __call__(self, x: jax.Array, cond: jax.Array, train: bool) -> jax.Array:
+        """x (B, H, W, C), conditioning map (B, H, W, C_cond) → (B, H, W, C)."""
+        hidden = fused_conv(cond, [self.hidden_params(cond.shape[-1])], self.dtype)
+        return self.modulate(x, nn.leaky_relu(hidden, self.slope), train)
 
 
 class SpadeResBlock(nn.Module):
     """SPADE residual block (docs/design.md §2); a SPADE + 3×3 conv shortcut when the width changes.
+
+    x (B, H, W, C_in), conditioning map (B, H, W, C_cond) → (B, H, W, ``features``). The ``shared``
+    convs of its two or three SPADEs all read the same conditioning map, so they run fused as one conv
+    of (number of SPADEs × ``hidden``) outputs, split per SPADE: one pass over the map instead of two
+    or three. Each SPADE keeps its own parameters (``spade_0/shared/kernel``, ...).
 
     ``residual_init_scale`` multiplies the initial kernel of the residual branch's last conv, so that
     a block starts near its shortcut (1: Kaiming, as every other conv).
@@ -142,14 +196,18 @@ class SpadeResBlock(nn.Module):
     def __call__(self, x: jax.Array, cond: jax.Array, train: bool) -> jax.Array:
         features_in = x.shape[-1]
         middle = min(features_in, self.features)
-        h = nn.leaky_relu(self._spade("spade_0")(x, cond, train), self.slope)
+        names = ["spade_0", "spade_1"] + ([] if features_in == self.features else ["spade_shortcut"])
+        spades = [self._spade(name) for name in names]
+        hidden = fused_conv(cond, [spade.hidden_params(cond.shape[-1]) for spade in spades], self.dtype)
+        hidden = jnp.split(nn.leaky_relu(hidden, self.slope), len(spades), axis=-1)
+        h = nn.leaky_relu(spades[0].modulate(x, hidden[0], train), self.slope)
         h = conv(middle, 3, use_bias=False, slope=self.slope, dtype=self.dtype, name="conv_0")(h)  # → a normalisation
-        h = nn.leaky_relu(self._spade("spade_1")(h, cond, train), self.slope)
+        h = nn.leaky_relu(spades[1].modulate(h, hidden[1], train), self.slope)
         h = conv(self.features, 3, slope=self.slope, dtype=self.dtype, init_scale=self.residual_init_scale, name="conv_1")(h)
         if features_in == self.features:
             shortcut = x
         else:
-            shortcut = self._spade("spade_shortcut")(x, cond, train)
+            shortcut = spades[2].modulate(x, hidden[2], train)
             shortcut = conv(self.features, 3, slope=self.slope, dtype=self.dtype, name="conv_shortcut")(shortcut)
         return h + shortcut
 
