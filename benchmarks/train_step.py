@@ -24,7 +24,7 @@ import jax  # noqa: E402
 
 from lkgan_jax.config_loading import load_config  # noqa: E402
 from lkgan_jax.train.loop import build_trainer, is_penalty_step  # noqa: E402
-from lkgan_jax.utils.compilation import compile_lowered  # noqa: E402
+from lkgan_jax.utils.compilation import compile_all  # noqa: E402
 
 # Dense peak FLOP/s by device kind and compute dtype (vendor data sheets, no sparsity).
 PEAK_FLOPS = {
@@ -61,7 +61,7 @@ def measure_train_step(config, steps: int, compile_only: bool = False) -> dict:
         batch = {"image": jax.device_put(jax.random.uniform(jax.random.key(1), shape, minval=-1, maxval=1), trainer.batch_sharding)}
         start = time.perf_counter()
         fast = config.train.fast_compile
-        compiled = {reg: compile_lowered(trainer.train_step.lower(state, batch, reg), fast) for reg in (False, True)}
+        compiled = compile_all({reg: trainer.train_step.lower(state, batch, reg) for reg in (False, True)}, fast)
         compile_s = time.perf_counter() - start
         timed = seconds = None
         if not compile_only:

@@ -17,6 +17,7 @@ from lkgan_jax.detection import train as detection_train
 from lkgan_jax.detection.inference import load_detector
 from lkgan_jax.pretrained import load_generator
 from lkgan_jax.train import harness, loop
+from lkgan_jax.utils.compilation import compile_all
 from lkgan_jax.utils.metric_writer import JsonlWriter
 from lkgan_jax.workdir import METRICS_FILE
 
@@ -45,6 +46,15 @@ def test_actions_are_due_every_n_steps_and_at_the_last_step():
     for bad in ("5,3", "0,2", "3", "a,b", "1,2,3"):
         with pytest.raises(ValueError, match="train.profile_steps must look like A,B"):
             harness.parse_step_range(bad, "train.profile_steps")
+
+
+def test_compile_all_compiles_each_variant_side_by_side_under_its_key():
+    step = jax.jit(lambda x, scale: x * scale + 1.0, static_argnums=1)
+    x = jax.numpy.arange(4.0)
+    compiled = compile_all({key: step.lower(x, scale) for key, scale in (("a", 2.0), ("b", 3.0), ("c", -1.0))}, fast=True)
+    assert list(compiled) == ["a", "b", "c"]
+    for key, scale in (("a", 2.0), ("b", 3.0), ("c", -1.0)):
+        np.testing.assert_array_equal(compiled[key](x), np.arange(4.0) * scale + 1.0)
 
 
 def test_schedule_rejects_bad_fields_by_name():
