@@ -17,6 +17,10 @@ keep-alive connection, as a browser tab, drags part 0 along a circle: ``--edits`
   render_ms_median / _p90      the jitted render alone (``model.render`` + block_until_ready), no server
   fps                          1000 / latency_ms_median: drag frames per second
   meets_target                 latency_ms_median <= the issue's target for that config (30 ms default, 100 ms paper_64)
+  render_gflop                 the render's FLOPs (XLA's cost analysis of the compiled render, batch 1)
+  flop_bound_ms                render_gflop at this machine's float32 matmul rate (``machine_peak.py``): the
+                               fastest the render could be
+  render_over_bound            render_ms_median / flop_bound_ms
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from lkgan_jax import checkpoint  # noqa: E402
 from lkgan_jax.cli.studio import build_server  # noqa: E402
 from lkgan_jax.config_loading import load_config  # noqa: E402
 from lkgan_jax.train.loop import build_trainer  # noqa: E402
+from lkgan_jax.models.sampling import render  # noqa: E402
 from lkgan_jax.workdir import CHECKPOINT_DIR, write_config  # noqa: E402
+from machine_peak import matmul_gflop_per_s  # noqa: E402
 
 DEFAULT_CONFIGS = "configs/default.py,configs/paper_64.py,configs/paper_128.py"
 TARGET_MS = {"configs/default.py": 30.0, "configs/paper_64.py": 100.0}
@@ -85,6 +91,14 @@ def render_only(model, iters: int) -> list[float]:
         jax.block_until_ready(model.render(moved))
         times.append(1e3 * (time.perf_counter() - start))
     return times
+
+
+def flop_bound(model, render_ms: float, peak_gflop_per_s: float) -> dict:
+    """The render's FLOPs (batch 1) and the time they take at ``peak_gflop_per_s``, against ``render_ms``."""
+    latent = model.latent_from_seeds([SEED])
+    gflop = float(render.lower(model.generator, model.variables, latent).compile().cost_analysis().get("flops", 0.0)) / 1e9
+    bound_ms = 1e3 * gflop / peak_gflop_per_s
+    return {"render_gflop": round(gflop, 4), "flop_bound_ms": round(bound_ms, 3), "render_over_bound": round(render_ms / bound_ms, 2)}
 
 
 def drive(server, edits: int) -> dict:
@@ -130,7 +144,7 @@ def drive(server, edits: int) -> dict:
     }
 
 
-def measure(name: str, workdir: pathlib.Path, edits: int, export_root: pathlib.Path) -> dict:
+def measure(name: str, workdir: pathlib.Path, edits: int, export_root: pathlib.Path, peak_gflop_per_s: float) -> dict:
     start = time.perf_counter()
     server = build_server(workdir, port=0, export_dir=export_root / "exports", seed=SEED)
     warm_up_s = time.perf_counter() - start
@@ -155,6 +169,7 @@ def measure(name: str, workdir: pathlib.Path, edits: int, export_root: pathlib.P
         **result,
         "render_ms_median": render_median,
         "render_ms_p90": render_p90,
+        **flop_bound(model, render_median, peak_gflop_per_s),
         "overhead_ms_median": round(result["latency_ms_median"] - result["server_render_ms_median"], 3),
         "load_and_warm_up_s": round(warm_up_s, 2),
     }
@@ -174,6 +189,7 @@ def main() -> None:
     if args.edits < 1:
         parser.error("--edits must be positive")
     load_before = os.getloadavg()
+    peak = matmul_gflop_per_s(repeats=3, iters=2)
     results = []
     with tempfile.TemporaryDirectory(dir=args.workdir_root) as root:
         root = pathlib.Path(root)
@@ -186,7 +202,7 @@ def main() -> None:
                 start = time.perf_counter()
                 fresh_run(load_config(name, overrides), workdir)
                 print(f"{name}: fresh checkpoint in {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
-            results.append(measure(name, workdir, args.edits, root / f"{workdir.name}_studio"))
+            results.append(measure(name, workdir, args.edits, root / f"{workdir.name}_studio", peak["gflop_per_s"]))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # progress
     device = jax.devices()[0]
     print(json.dumps({
@@ -196,6 +212,7 @@ def main() -> None:
         "device_kind": device.device_kind,
         "platform": device.platform,
         "cpu_count": os.cpu_count(),
+        "peak_matmul": peak,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),

@@ -373,6 +373,8 @@ def test_studio_latency_benchmark_prints_json(tmp_path):
     for key in ("latency_ms_median", "latency_ms_p90", "render_ms_median", "server_render_ms_median"):
         assert row[key] > 0, key
     assert row["latency_ms_median"] >= row["server_render_ms_median"]
+    assert out["peak_matmul"]["gflop_per_s"] > 0 and row["render_gflop"] > 0
+    assert row["flop_bound_ms"] == pytest.approx(1e3 * row["render_gflop"] / out["peak_matmul"]["gflop_per_s"], rel=1e-2, abs=1e-3)
 
 
 
