@@ -34,6 +34,14 @@ def test_train_step_compile_only_reports_flops_and_memory():
     assert out["device_kind"] and out["device_count"] >= 1
 
 
+def test_torch_peer_step_runs_and_matches_the_jax_parameter_counts():
+    pytest.importorskip("torch")
+    out = _run("torch_peer_step.py", "--config=configs/tiny.py", "--steps", "4", "--threads", "1")  # tiny: reg_every 4
+    assert out["steps_timed"] == 4 and out["steps_per_s"] > 0 and out["images_per_s"] > 0
+    assert out["params_g"] == pytest.approx(out["params_g_jax"], rel=0.01)
+    assert out["params_d"] == pytest.approx(out["params_d_jax"], rel=0.01)
+
+
 def test_data_throughput_reports_each_source_and_worker_count_and_the_step():
     out = _run("data_throughput.py", "--sources", "procedural,folder,arrayrecord,tfds", "--workers", "0,1", "--resolutions", "32",
                "--num", "8", "--batches", "2", "--warmup-batches", "1", "--step-steps", "1", "--step-config", "32=configs/tiny.py")
