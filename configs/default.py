@@ -130,7 +130,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.ema_stats_batch_size = 64
     c.train.fast_compile = False  # True: skip XLA's expensive passes (faster compile, slower steps)
     c.train.log_every = 50
-    # Log the gradient norm of each loss term (grad_norm/{d,g}/TERM) on the logged steps: two more executables.
+    # Log the gradient norm of each loss term (grad_norm/{d,g}/TERM) on the logged penalty steps: one more executable.
     c.train.term_grad_norms = True
     c.train.checkpoint_every = 500
     c.train.sample_every = 500

@@ -56,12 +56,14 @@ def test_cli_smoke_run_writes_the_workdir(tmp_path):
 def test_default_config_smoke_run_trains_evaluates_and_edits(tmp_path):
     """The README's main job, shortened to 4 steps: every default option (evaluation included) runs."""
     workdir, edits = tmp_path / "run", tmp_path / "edits"
-    schedule = [f"--config.train.{field}=2" for field in ("log_every", "checkpoint_every", "sample_every", "eval_every")]
+    # reg_every 2: the logged steps 2 and 4 are penalty steps, which carry the per-term gradient norms.
+    schedule = [f"--config.train.{field}=2" for field in ("log_every", "checkpoint_every", "sample_every", "eval_every", "reg_every")]
     assert main(["train", "--workdir", str(workdir), "--config=configs/default.py", "--config.train.steps=4", *schedule,
                  "--config.eval.judge_num_samples=64"]) == 0
     metrics = _metrics(workdir)
     assert sorted(metrics) == [2, 4]
-    for key in ("d_loss", "g_loss", "cpd", "judge_fd", "judge_precision", "swd_mean", "grad_norm/d/adversarial", "grad_norm/g/recovery"):
+    for key in ("d_loss", "g_loss", "cpd", "judge_fd", "judge_precision", "swd_mean", "grad_norm/d/adversarial", "grad_norm/d/penalty",
+                "grad_norm/g/recovery"):
         assert np.isfinite(metrics[4][key]), key
     ops = tmp_path / "ops.json"
     ops.write_text(json.dumps([{"op": "move", "part": 4, "offset": [0.2, 0.0]}, {"op": "swap_parts", "parts": [0, 1], "from_seed": 7}]))

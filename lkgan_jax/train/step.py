@@ -9,8 +9,8 @@ the same batch, must show the original's pixels moved with it).
 ``make_train_step`` returns ``step(state, batch, do_reg, log_terms) -> (state, metrics)``;
 ``compile_train_step`` jits it once over a mesh with explicit shardings, the state donated, ``do_reg``
 and ``log_terms`` static (one executable each: with and without the penalty, and with
-``train.term_grad_norms`` on, with and without the per-term norms, which the harness runs on the
-steps it logs). Besides the losses, the metrics hold the health signals ``grad_norm/{g,d}`` and
+``train.term_grad_norms`` on, the penalty step with the per-term norms, which the harness runs on the
+logged penalty steps). Besides the losses, the metrics hold the health signals ``grad_norm/{g,d}`` and
 ``update_norm/{g,d}`` (global L2 norms of the gradients and Adam updates, on the logged steps) and,
 with ``log_terms``, ``grad_norm/{g,d}/{adversarial,penalty,recovery,equivariance,...}`` (the norm of
 each weighted loss term's own gradient).
