@@ -8,8 +8,9 @@
 #    `pip download -d wheelhouse -c constraints.txt --only-binary=:all: --python-version 3.12 .`),
 #    else from the index with the `cuda13` extra ($EXTRA to choose another).
 # 2. Times the train step of each paper config in bfloat16 and float32 (benchmarks/train_step.py),
-#    the edit latency (benchmarks/edit_latency.py) and the FID feature throughput
-#    (benchmarks/fid_throughput.py, random weights, no PyTorch).
+#    in float32 against its eager PyTorch peer where PyTorch with CUDA is installed
+#    (benchmarks/step_vs_torch.py), the edit latency (benchmarks/edit_latency.py) and the FID feature
+#    throughput (benchmarks/fid_throughput.py, random weights, no PyTorch).
 # 3. Writes every benchmark's JSON (and its log) into OUT_DIR, plus devices.txt and summary.json.
 #
 # Smaller checks (e.g. the CPU smoke test): $GPU_CHECK_CONFIGS (comma-separated config names, default
@@ -54,6 +55,15 @@ for config in ${configs//,/ }; do
       --config.model.dtype="$dtype" --steps "$steps"
   done
 done
+# The train step against its eager PyTorch peer (float32, the peer on the GPU), when PyTorch with CUDA is installed.
+if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  for config in ${configs//,/ }; do
+    run "step_vs_torch_${config}" "$python" benchmarks/step_vs_torch.py --config="configs/${config}.py" \
+      --config.model.dtype=float32 --steps "$steps" --rounds 2 --torch-device cuda
+  done
+else
+  status+=("\"step_vs_torch\": \"skipped (no PyTorch with CUDA)\"")
+fi
 config_files=$(printf 'configs/%s.py,' ${configs//,/ }); config_files=${config_files%,}
 run edit_latency "$python" benchmarks/edit_latency.py --configs "$config_files" --batch-sizes 1,64 --iters 20
 run fid_throughput "$python" benchmarks/fid_throughput.py --resolutions "$fid_resolutions" --num "$fid_num" \

@@ -1,6 +1,6 @@
 """Eager PyTorch peer of the JAX train step (same architecture, same step) on the CPU; prints one JSON object.
 
-  python benchmarks/torch_peer_step.py --config=configs/default.py [--steps 96] [--threads N] [--config.x=y ...]
+  python benchmarks/torch_peer_step.py --config=configs/default.py [--steps 96] [--threads N] [--device cuda] [--config.x=y ...]
 
 Mirrored, with every number read from the loaded config: G (models/generator.py) — KeypointMapping's
 pose, appearance and background MLPs and part table; SpadeRenderer from zeros (or the learned 4×4
@@ -343,9 +343,16 @@ def _run(trainer: PeerTrainer, real: torch.Tensor, reg_every: int, steps: int) -
         trainer.step(real, is_penalty_step(i, reg_every))
 
 
-def measure(config, steps: int, threads: int) -> dict:
-    """Times ``steps`` (at least ``reg_every``) peer steps after ``reg_every`` warm-up steps → result fields."""
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(config, steps: int, threads: int, device: str = "cpu") -> dict:
+    """Times ``steps`` (at least ``reg_every``) peer steps after ``reg_every`` warm-up steps on ``device``
+    (every tensor is created there: ``torch.set_default_device``) → result fields."""
     torch.set_num_threads(threads)
+    torch.set_default_device(device)
     torch.manual_seed(config.seed)
     t = config.train
     trainer = PeerTrainer(config)
@@ -354,8 +361,10 @@ def measure(config, steps: int, threads: int) -> dict:
     real = torch.rand(t.batch_size, 3, r, r) * 2.0 - 1.0
     _run(trainer, real, t.reg_every, t.reg_every)  # warm-up, the penalty step included
     timed = max(steps, t.reg_every)
+    _synchronize(device)
     start = time.perf_counter()
     _run(trainer, real, t.reg_every, timed)
+    _synchronize(device)
     seconds = time.perf_counter() - start
     return {"resolution": r, "batch_size": t.batch_size, "steps_timed": timed, "steps_per_s": timed / seconds,
             "images_per_s": timed * t.batch_size / seconds, "params_g": params_g, "params_d": params_d}
@@ -366,12 +375,13 @@ def main() -> None:
     parser.add_argument("--config", default="configs/default.py")
     parser.add_argument("--steps", type=int, default=10, help="timed steps after warm-up (at least train.reg_every)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: every core)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N")
     args, overrides = parser.parse_known_args()
     config = load_config(args.config, overrides)
     check_supported(config)
     params_g_jax, params_d_jax = jax_param_counts(config)
     result = {"benchmark": "torch_peer_step", "config": args.config, "overrides": overrides, "threads": args.threads,
-              "torch_version": torch.__version__, **measure(config, args.steps, args.threads),
+              "torch_version": torch.__version__, "device": args.device, **measure(config, args.steps, args.threads, args.device),
               "params_g_jax": params_g_jax, "params_d_jax": params_d_jax}
     print(json.dumps(result))
 

@@ -68,6 +68,7 @@ def test_gpu_check_script_writes_every_json_and_a_summary(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     expected = {"train_step_tiny_bfloat16", "train_step_tiny_float32", "edit_latency", "fid_throughput"}
-    assert summary["results"] == {name: "ok" for name in expected}
+    # On a CPU the PyTorch peer's GPU comparison is recorded as skipped, not failed.
+    assert summary["results"] == {**{name: "ok" for name in expected}, "step_vs_torch": "skipped (no PyTorch with CUDA)"}
     for name in expected:
         assert json.loads((tmp_path / f"{name}.json").read_text())["benchmark"]
