@@ -15,7 +15,8 @@
 #
 # Smaller checks (e.g. the CPU smoke test): $GPU_CHECK_CONFIGS (comma-separated config names, default
 # paper_64,paper_128,paper_256), $GPU_CHECK_STEPS (timed steps, default 10), $GPU_CHECK_FID_NUM (images
-# per resolution, default 512) and $GPU_CHECK_FID_RESOLUTIONS (default 64,256). Each benchmark has a time
+# per resolution, default 512), $GPU_CHECK_FID_RESOLUTIONS (default 64,256) and $GPU_CHECK_DTYPES (the train
+# step's compute dtypes, default bfloat16,float32). Each benchmark has a time
 # limit ($GPU_CHECK_LIMIT seconds, default 100); a failed or timed-out one is recorded, not fatal.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ out=${1:-${OUT:-gpu_check_results}}
 mkdir -p "$out"
 python=${PYTHON:-python3}
 configs=${GPU_CHECK_CONFIGS:-paper_64,paper_128,paper_256}
+dtypes=${GPU_CHECK_DTYPES:-bfloat16,float32}
 steps=${GPU_CHECK_STEPS:-10}
 limit=${GPU_CHECK_LIMIT:-100}
 fid_num=${GPU_CHECK_FID_NUM:-512}
@@ -50,7 +52,7 @@ run() {  # run NAME COMMAND...: stdout's last line (the JSON) into OUT/NAME.json
 }
 
 for config in ${configs//,/ }; do
-  for dtype in bfloat16 float32; do
+  for dtype in ${dtypes//,/ }; do
     run "train_step_${config}_${dtype}" "$python" benchmarks/train_step.py --config="configs/${config}.py" \
       --config.model.dtype="$dtype" --steps "$steps"
   done
