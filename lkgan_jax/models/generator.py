@@ -19,11 +19,10 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.linen.dtypes import promote_dtype
 
 from lkgan_jax.models.heatmaps import cone_radius, embedding_map, keypoint_encoding
 from lkgan_jax.models.latent import Latent
-from lkgan_jax.models.layers import MLP, conv, kaiming_leaky, upsample2x
+from lkgan_jax.models.layers import MLP, ConvParams, conv, fused_conv, upsample2x
 
 Dtype = Any
 
@@ -83,42 +82,6 @@ class KeypointMapping(nn.Module):
         spread = jnp.mean(jnp.abs(sub_points - keypoints[:, :, None, :]), axis=(2, 3))  # (B, K)
         radius = cone_radius(jnp.asarray(tau, jnp.float32)) + spread
         return Latent.create(keypoints, part_embeddings, background, jnp.square(radius) / (4.0 * jnp.log(2.0)))
-
-
-class ConvParams(nn.Module):
-    """The parameters of a ``layers.conv`` (k×k, stride 1, with bias) without the convolution.
-
-    ``(in_features, features)`` → ``kernel`` (k, k, in_features, features) and ``bias`` (features,), both
-    float32, declared in ``nn.Conv``'s order with its names and ``layers.conv``'s initialisers: a module
-    of the same name holds the same parameters, with the same initial values, as that conv. Lets several
-    convs over one input run as one (``fused_conv``).
-    """
-
-    kernel_size: int
-    slope: float
-    init_scale: float = 1.0
-
-    @nn.compact
-    def __call__(self, in_features: int, features: int) -> tuple[jax.Array, jax.Array]:
-        k = self.kernel_size
-        kernel = self.param("kernel", kaiming_leaky(self.slope, self.init_scale), (k, k, in_features, features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
-        return kernel, bias
-
-
-def fused_conv(x: jax.Array, params: Sequence[tuple[jax.Array, jax.Array]], dtype: Dtype) -> jax.Array:
-    """Several ``layers.conv``s (stride 1, padding k//2) of one input x (B, H, W, C_in) as one conv.
-
-    ``params`` holds (kernel (k, k, C_in, C_i), bias (C_i,)) pairs (``ConvParams``); they are concatenated
-    along the output axis, so the result is (B, H, W, ΣC_i), the i-th conv's output in channels
-    [ΣC_<i, ΣC_≤i). Like ``nn.Conv`` with ``dtype``: input, kernel and bias are cast to ``dtype`` first.
-    """
-    kernel = jnp.concatenate([k for k, _ in params], axis=-1)
-    bias = jnp.concatenate([b for _, b in params], axis=-1)
-    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
-    pad = kernel.shape[0] // 2
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + bias
 
 
 class Spade(nn.Module):

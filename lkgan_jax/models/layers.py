@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 
 Dtype = Any
 
@@ -83,3 +84,39 @@ class MLP(nn.Module):
         for i in range(self.depth):
             x = nn.leaky_relu(dense(self.width, slope=self.slope, dtype=self.dtype, name=f"hidden_{i}")(x), self.slope)
         return dense(self.out_features, slope=self.slope, dtype=self.dtype, name="out")(x)
+
+
+class ConvParams(nn.Module):
+    """The parameters of a ``conv`` (k×k, stride 1, with bias) without the convolution.
+
+    ``(in_features, features)`` → ``kernel`` (k, k, in_features, features) and ``bias`` (features,), both
+    float32, declared in ``nn.Conv``'s order with its names and ``conv``'s initialisers: a module
+    of the same name holds the same parameters, with the same initial values, as that conv. Lets several
+    convs over one input run as one (``fused_conv``).
+    """
+
+    kernel_size: int
+    slope: float
+    init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, in_features: int, features: int) -> tuple[jax.Array, jax.Array]:
+        k = self.kernel_size
+        kernel = self.param("kernel", kaiming_leaky(self.slope, self.init_scale), (k, k, in_features, features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        return kernel, bias
+
+
+def fused_conv(x: jax.Array, params: Sequence[tuple[jax.Array, jax.Array]], dtype: Dtype) -> jax.Array:
+    """Several ``conv``s (stride 1, padding k//2) of one input x (B, H, W, C_in) as one conv.
+
+    ``params`` holds (kernel (k, k, C_in, C_i), bias (C_i,)) pairs (``ConvParams``); they are concatenated
+    along the output axis, so the result is (B, H, W, ΣC_i), the i-th conv's output in channels
+    [ΣC_<i, ΣC_≤i). Like ``nn.Conv`` with ``dtype``: input, kernel and bias are cast to ``dtype`` first.
+    """
+    kernel = jnp.concatenate([k for k, _ in params], axis=-1)
+    bias = jnp.concatenate([b for _, b in params], axis=-1)
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=dtype)
+    pad = kernel.shape[0] // 2
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
