@@ -22,9 +22,7 @@ import argparse
 import json
 import os
 import pathlib
-import statistics
 import sys
-import time
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -35,13 +33,13 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 from lkgan_jax.config_loading import load_config  # noqa: E402
-from lkgan_jax.models.generator import SpadeResBlock, fused_conv, statistics as g_statistics  # noqa: E402
+from lkgan_jax.models.generator import SpadeResBlock, statistics as g_statistics  # noqa: E402
 from lkgan_jax.models.heatmaps import embedding_map  # noqa: E402
+from lkgan_jax.models.layers import fused_conv  # noqa: E402
 from lkgan_jax.models.latent import sample_noise  # noqa: E402
 from lkgan_jax.train import losses  # noqa: E402
 from lkgan_jax.train.loop import build_trainer  # noqa: E402
-from lkgan_jax.utils.compilation import compile_lowered  # noqa: E402
-from machine_peak import matmul_gflop_per_s  # noqa: E402
+from machine_peak import matmul_gflop_per_s, timed  # noqa: E402
 from train_step import measure_train_step  # noqa: E402
 
 NOTE = ("Components are separate executables timed alone: they overlap (the step runs G's forward twice, D on reals "
@@ -55,24 +53,8 @@ NOTE = ("Components are separate executables timed alone: they overlap (the step
         "step is compiled as training compiles it (train.fast_compile), the components never fast.")
 
 
-def timed(fn, *args, iters: int, repeats: int) -> dict:
-    """``fn`` jitted and compiled as in training, one warm-up call, then ``repeats`` × ``iters`` timed calls."""
-    compiled = compile_lowered(jax.jit(fn).lower(*args), fast=False)
-    jax.block_until_ready(compiled(*args))
-    means = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
-            out = compiled(*args)
-        jax.block_until_ready(out)
-        means.append((time.perf_counter() - start) / iters)
-    ms = 1e3 * statistics.median(means)
-    gflop = float(compiled.cost_analysis().get("flops", 0.0)) / 1e9
-    return {"ms": ms, "gflop": gflop, "gflop_per_s": gflop / ms * 1e3}
-
-
 def convs(x: jax.Array, params: list[dict], dtype) -> jax.Array:
-    """The generator's ``fused_conv`` of x from conv parameter dicts ({"kernel"[, "bias"]}; no bias: zeros)."""
+    """``layers.fused_conv`` of x from conv parameter dicts ({"kernel"[, "bias"]}; no bias: zeros)."""
     pairs = [(q["kernel"], q.get("bias", jnp.zeros(q["kernel"].shape[-1], q["kernel"].dtype))) for q in params]
     return fused_conv(x, pairs, dtype)
 
