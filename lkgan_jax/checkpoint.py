@@ -12,6 +12,7 @@ import json
 import logging as python_logging
 import os
 import pathlib
+import re
 import sys
 import time
 import traceback
@@ -159,21 +160,23 @@ def error_summary(error: BaseException) -> str:
 
 
 _ORBAX_READ_ERROR = "Encountered error while reading array index"  # Orbax's message for one array that failed
+_TENSORSTORE_ERROR = re.compile(r"^[A-Z_]+: ")  # TensorStore's errors start with their status code ("OUT_OF_RANGE: ...")
 
 
 def silence_abandoned_reads() -> None:
     """Drops the errors that the abandoned reads of a failed restore raise after it has failed.
 
     When one array of a checkpoint cannot be read, Orbax's restore fails and closes its asyncio event
-    loop while TensorStore is still reading the others. Each read that completes afterwards tries to
-    post its result to the closed loop (``RuntimeError: Event loop is closed``), and each of Orbax's
-    per-array read coroutines that failed too is garbage-collected with its error unretrieved
-    (``Exception: Encountered error while reading array index``). Python prints both as unraisable
-    exceptions, one traceback per array, around the real one-line message; the futures that gathered
-    those reads are collected with the same error, which asyncio logs ("exception was never
-    retrieved"). This installs (once) a ``sys.unraisablehook`` that ignores exactly these errors, the
-    first raised inside asyncio and the second inside an Orbax coroutine, and passes every other error
-    to the previous hook, and a filter on the ``asyncio`` logger that drops exactly the third.
+    loop while TensorStore is still opening and reading the others. Each read that completes afterwards
+    tries to post its result to the closed loop (``RuntimeError: Event loop is closed``), and each of
+    Orbax's per-array read coroutines that failed too is garbage-collected with its error unretrieved
+    (Orbax's ``Encountered error while reading array index``, or TensorStore's own error such as
+    ``OUT_OF_RANGE: Error opening "zarr" driver``). Python prints these as unraisable exceptions, one
+    traceback per array, around the real one-line message; the tasks and futures that ran or gathered
+    those reads are collected with the same errors, which asyncio logs ("exception was never
+    retrieved"). This installs (once) a ``sys.unraisablehook`` that ignores exactly these errors (the
+    first raised inside asyncio, the others left in an Orbax coroutine) and passes every other error to
+    the previous hook, and a filter on the ``asyncio`` logger that drops exactly those log records.
     """
     asyncio_logger = python_logging.getLogger("asyncio")
     if not any(isinstance(f, _AbandonedReadLogFilter) for f in asyncio_logger.filters):
@@ -191,22 +194,32 @@ def silence_abandoned_reads() -> None:
 
 
 class _AbandonedReadLogFilter(python_logging.Filter):
-    """Drops asyncio's "... exception was never retrieved" record when the exception is Orbax's read error."""
+    """Drops asyncio's "... exception was never retrieved" record when the exception is a read error of Orbax's."""
 
     def filter(self, record: python_logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         return not (error is not None and "exception was never retrieved" in record.getMessage()
-                    and str(error).startswith(_ORBAX_READ_ERROR))
+                    and _is_read_error(error, any(_in_orbax(f.filename) for f in traceback.extract_tb(error.__traceback__))))
+
+
+def _is_read_error(error: BaseException, raised_in_orbax: bool) -> bool:
+    """Orbax's read error, or TensorStore's error when Orbax's code raised it."""
+    message = str(error)
+    return message.startswith(_ORBAX_READ_ERROR) or (raised_in_orbax and bool(_TENSORSTORE_ERROR.match(message)))
+
+
+def _in_orbax(filename: str) -> bool:
+    return "orbax" in pathlib.Path(filename).parts
 
 
 def _is_abandoned_read(unraisable: Any) -> bool:
     """A RuntimeError('Event loop is closed') raised in asyncio's own code (a callback posted to a closed
-    loop), or Orbax's read error left in one of its own coroutines that nobody awaited any more."""
+    loop), or a read error (``_is_read_error``) left in one of Orbax's coroutines that nobody awaited any more."""
     frames = traceback.extract_tb(unraisable.exc_traceback)
     if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
         return bool(frames) and pathlib.Path(frames[-1].filename).parent.name == "asyncio"
-    if inspect.iscoroutine(unraisable.object) and str(unraisable.exc_value).startswith(_ORBAX_READ_ERROR):
-        return "orbax" in pathlib.Path(unraisable.object.cr_code.co_filename).parts
+    if inspect.iscoroutine(unraisable.object):
+        return _in_orbax(unraisable.object.cr_code.co_filename) and _is_read_error(unraisable.exc_value, raised_in_orbax=True)
     return False
 
 
