@@ -7,16 +7,16 @@ import os
 import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_CACHE = pathlib.Path(os.environ.get("LKGAN_TEST_CACHE", pathlib.Path.home() / ".cache" / "lkgan_jax_tests"))
+# As environment variables, so that the processes tests start (multi-process runs, benchmark scripts,
+# the studio server) compile as cheaply and share the cache.
+os.environ.update(JAX_DISABLE_MOST_OPTIMIZATIONS="1", JAX_COMPILATION_CACHE_DIR=str(_CACHE / "xla"),
+                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 import jax  # noqa: E402
 from absl import flags  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
-jax.config.update("jax_disable_most_optimizations", True)
-_CACHE = pathlib.Path(os.environ.get("LKGAN_TEST_CACHE", pathlib.Path.home() / ".cache" / "lkgan_jax_tests"))
-jax.config.update("jax_compilation_cache_dir", str(_CACHE / "xla"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # Grain reads absl flags inside its workers; pytest never parses them.
 if not flags.FLAGS.is_parsed():

@@ -100,10 +100,14 @@ def test_learned_part_size_starts_at_tau_and_stays_positive_and_bounded(tiny_gen
     assert np.any(np.asarray(grad["mapping"]["part_log_size"]) != 0)
     # Driven hard towards zero width (and towards infinity), τ stays positive, finite and inside [τ/r², τ·r²].
     for direction in (1.0, -1.0):
+        @jax.jit
+        def descend(params):
+            grad = jax.grad(lambda p: direction * jnp.sum(tau_of(p)))(params)
+            return jax.tree.map(lambda p, g: p - 10.0 * jnp.sign(g) * (g != 0), params, grad)
+
         params = variables["params"]
         for _ in range(50):
-            step = jax.grad(lambda p: direction * jnp.sum(tau_of(p)))(params)
-            params = jax.tree.map(lambda p, g: p - 10.0 * jnp.sign(g) * (g != 0), params, step)
+            params = descend(params)
         tau = np.asarray(tau_of(params))
         assert np.all(np.isfinite(tau)) and np.all(tau > 0)
         assert np.all(tau >= config.model.tau / 16 * (1 - 1e-5)) and np.all(tau <= config.model.tau * 16 * (1 + 1e-5))

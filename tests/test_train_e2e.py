@@ -6,6 +6,7 @@ import pathlib
 import jax
 import numpy as np
 import pytest
+from multiprocess_launch import launch
 from PIL import Image
 
 from lkgan_jax.checkpoint import CheckpointMismatchError
@@ -54,12 +55,13 @@ def test_cli_smoke_run_writes_the_workdir(tmp_path):
 
 @pytest.mark.slow
 def test_default_config_smoke_run_trains_evaluates_and_edits(tmp_path):
-    """The README's main job, shortened to 4 steps: every default option (evaluation included) runs."""
+    """The README's main job, shortened to 4 steps, as a user runs it (its own process, one CPU device):
+    every default option (evaluation included) runs."""
     workdir, edits = tmp_path / "run", tmp_path / "edits"
     # reg_every 2: the logged steps 2 and 4 are penalty steps, which carry the per-term gradient norms.
     schedule = [f"--config.train.{field}=2" for field in ("log_every", "checkpoint_every", "sample_every", "eval_every", "reg_every")]
-    assert main(["train", "--workdir", str(workdir), "--config=configs/default.py", "--config.train.steps=4", *schedule,
-                 "--config.eval.judge_num_samples=64"]) == 0
+    launch(lambda process: ["train", "--workdir", str(workdir), "--config=configs/default.py", "--config.train.steps=4", *schedule,
+                            "--config.eval.judge_num_samples=64"], 1, lambda process: {"JAX_NUM_CPU_DEVICES": "1"})
     metrics = _metrics(workdir)
     assert sorted(metrics) == [2, 4]
     for key in ("d_loss", "g_loss", "cpd", "judge_fd", "judge_precision", "swd_mean", "grad_norm/d/adversarial", "grad_norm/d/penalty",
@@ -67,14 +69,22 @@ def test_default_config_smoke_run_trains_evaluates_and_edits(tmp_path):
         assert np.isfinite(metrics[4][key]), key
     ops = tmp_path / "ops.json"
     ops.write_text(json.dumps([{"op": "move", "part": 4, "offset": [0.2, 0.0]}, {"op": "swap_parts", "parts": [0, 1], "from_seed": 7}]))
-    assert main(["edit", "--workdir", str(workdir), "--seed", "2", "--ops", str(ops), "--out", str(edits)]) == 0
+    launch(lambda process: ["edit", "--workdir", str(workdir), "--seed", "2", "--ops", str(ops), "--out", str(edits)], 1,
+           lambda process: {"JAX_NUM_CPU_DEVICES": "1"})
     strip = np.asarray(Image.open(edits / "strip.png"))
     assert strip.ndim == 3 and np.ptp(strip) > 0
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def tiny_reference(tmp_path_factory):
+    """The tiny config's uninterrupted run: its workdir and final state."""
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    return workdir, loop.train_and_evaluate(load_config(TINY), workdir)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tiny_reference, tmp_path, monkeypatch):
     config = load_config(TINY)
-    reference = loop.train_and_evaluate(config, tmp_path / "reference")
+    reference_dir, reference = tiny_reference
 
     calls = {"n": 0}
     real_make_global_batch = loop.pipeline.make_global_batch
@@ -94,15 +104,15 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert saved == [5, 7]  # the regular checkpoint and the one saved on interrupt
     resumed = loop.train_and_evaluate(config, workdir)
     _assert_states_equal(reference, resumed)
-    ref_metrics, got_metrics = _metrics(tmp_path / "reference"), _metrics(workdir)
+    ref_metrics, got_metrics = _metrics(reference_dir), _metrics(workdir)
     for step in (8, 10):
         for key in ("d_loss", "g_loss", "d_real", "d_fake"):
             assert got_metrics[step][key] == pytest.approx(ref_metrics[step][key], rel=1e-6, abs=1e-7)
 
 
-def test_crashed_run_resumes_from_last_checkpoint(tmp_path, monkeypatch):
+def test_crashed_run_resumes_from_last_checkpoint(tiny_reference, tmp_path, monkeypatch):
     config = load_config(TINY)
-    reference = loop.train_and_evaluate(config, tmp_path / "reference")
+    _, reference = tiny_reference
     real_make_global_batch = loop.pipeline.make_global_batch
     calls = {"n": 0}
 
