@@ -157,10 +157,8 @@ def test_reads_abandoned_by_a_failed_restore_print_nothing(monkeypatch):
 def test_a_task_abandoned_by_a_failed_restore_logs_nothing(caplog, filename, message, dropped):
     """asyncio's "Task exception was never retrieved" for a read that failed inside Orbax is dropped."""
     checkpoint.silence_abandoned_reads()
-    namespace = {}
-    exec(compile(f"async def read():\n    raise ValueError({message!r})\n", filename, "exec"), namespace)
     loop = asyncio.new_event_loop()
-    task = loop.create_task(namespace["read"]())
+    task = loop.create_task(_coroutine_function_in(filename, f"raise ValueError({message!r})")())
     loop.run_until_complete(asyncio.sleep(0))  # the task runs and fails; nobody retrieves its error
     loop.close()
     del task
@@ -169,11 +167,16 @@ def test_a_task_abandoned_by_a_failed_restore_logs_nothing(caplog, filename, mes
     assert len(logged) == (0 if dropped else 1), [_describe(r) for r in logged]
 
 
+def _coroutine_function_in(filename: str, body: str):
+    """``async def read(): BODY``, its code compiled as if it lived in ``filename``."""
+    namespace = {}
+    exec(compile(f"async def read():\n    {body}\n", filename, "exec"), namespace)
+    return namespace["read"]
+
+
 def _coroutine_in(filename: str):
     """A (never started) coroutine object whose code lives in ``filename``."""
-    namespace = {}
-    exec(compile("async def read():\n    pass\n", filename, "exec"), namespace)
-    coroutine = namespace["read"]()
+    coroutine = _coroutine_function_in(filename, "pass")()
     coroutine.close()
     return coroutine
 

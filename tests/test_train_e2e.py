@@ -60,8 +60,11 @@ def test_default_config_smoke_run_trains_evaluates_and_edits(tmp_path):
     workdir, edits = tmp_path / "run", tmp_path / "edits"
     # reg_every 2: the logged steps 2 and 4 are penalty steps, which carry the per-term gradient norms.
     schedule = [f"--config.train.{field}=2" for field in ("log_every", "checkpoint_every", "sample_every", "eval_every", "reg_every")]
+    def one_cpu_device(process):
+        return {"JAX_NUM_CPU_DEVICES": "1"}
+
     launch(lambda process: ["train", "--workdir", str(workdir), "--config=configs/default.py", "--config.train.steps=4", *schedule,
-                            "--config.eval.judge_num_samples=64"], 1, lambda process: {"JAX_NUM_CPU_DEVICES": "1"})
+                            "--config.eval.judge_num_samples=64"], 1, one_cpu_device)
     metrics = _metrics(workdir)
     assert sorted(metrics) == [2, 4]
     for key in ("d_loss", "g_loss", "cpd", "judge_fd", "judge_precision", "swd_mean", "grad_norm/d/adversarial", "grad_norm/d/penalty",
@@ -69,8 +72,7 @@ def test_default_config_smoke_run_trains_evaluates_and_edits(tmp_path):
         assert np.isfinite(metrics[4][key]), key
     ops = tmp_path / "ops.json"
     ops.write_text(json.dumps([{"op": "move", "part": 4, "offset": [0.2, 0.0]}, {"op": "swap_parts", "parts": [0, 1], "from_seed": 7}]))
-    launch(lambda process: ["edit", "--workdir", str(workdir), "--seed", "2", "--ops", str(ops), "--out", str(edits)], 1,
-           lambda process: {"JAX_NUM_CPU_DEVICES": "1"})
+    launch(lambda process: ["edit", "--workdir", str(workdir), "--seed", "2", "--ops", str(ops), "--out", str(edits)], 1, one_cpu_device)
     strip = np.asarray(Image.open(edits / "strip.png"))
     assert strip.ndim == 3 and np.ptp(strip) > 0
 
