@@ -2,12 +2,13 @@
 
 Variants (``--config=configs/default.py:VARIANT``; the paper_* configs take the same):
   paper: the paper's renderer, objective and initialisation: a learned 4×4 start constant, the
-    fixed-τ heatmaps at every layer, no keypoint recovery (nor its jitter), no flips and a full-scale
-    RGB conv.
+    fixed-τ heatmaps at every layer, no keypoint recovery (nor its jitter), no flips, a full-scale
+    RGB conv and GANSeg's keypoint tanh divisor of 20.
 The default instead starts from zeros and floors each heatmap's width at one pixel of its layer, so
 that the layout comes from the keypoints, and its discriminator must read the keypoints back from
 the images (keypoint recovery, weight 10): docs/design.md §2–§3, measured in docs/ablation.md. Its
-RGB conv starts at 0.1 × Kaiming, so the output tanh starts unsaturated (docs/fidelity.md).
+RGB conv starts at 0.1 × Kaiming, so the output tanh starts unsaturated, and its keypoints leave the
+pose MLP through tanh(·/5), so they start spread over the face (docs/fidelity.md).
 """
 
 import ml_collections
@@ -29,7 +30,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.model.embed_dim = 32
     c.model.pose_depth = 4  # hidden layers of the keypoint MLP
     c.model.appearance_depth = 3  # hidden layers of the appearance / background MLPs
-    c.model.tanh_divisor = 20.0
+    # Keypoints = tanh(pose MLP / divisor). 5 (GANSeg: 20) starts them about 4× more spread, over the face; it
+    # doubles move_follow and raises swap_ratio at equal judge_fd (docs/fidelity.md, two seeds).
+    c.model.tanh_divisor = 5.0
     c.model.tau = 0.01
     # Conditioning-map options (docs/design.md §2; 0 = off, the paper's renderer): a Gaussian width floor in
     # pixel spacings of each layer, and the smallest layer side that sees keypoints at all.
@@ -268,4 +271,5 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         c.train.recovery_jitter_batch = 0
         c.data.random_flip = False
         c.model.g_rgb_init_scale = 1.0
+        c.model.tanh_divisor = 20.0
     return c
