@@ -268,7 +268,7 @@ def test_generator_shapes_and_range(tiny_generator):
     k, d = config.model.num_keypoints, config.model.embed_dim
     assert latent.keypoints.shape == (4, k, 2) and latent.part_embeddings.shape == (4, k, d)
     assert latent.background_embedding.shape == (4, d) and latent.mask.dtype == jnp.bool_
-    assert float(jnp.max(jnp.abs(latent.keypoints))) < 0.9  # ÷20 keeps tanh out of saturation
+    assert float(jnp.max(jnp.abs(latent.keypoints))) < 0.9  # the divisor keeps tanh out of saturation
     images = generator.apply(variables, latent, method=Generator.render)
     r = config.data.resolution
     assert images.shape == (4, r, r, 3) and images.dtype == jnp.float32
