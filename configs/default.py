@@ -113,6 +113,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # only the keypoint-recovery term sees them (needs model.keypoint_recovery_weight > 0; 0: off).
     c.train.recovery_jitter = 0.0
     c.train.recovery_jitter_batch = 0
+    c.train.recovery_jitter_weight = 1.0  # × the jittered fakes' recovery term, relative to the ordinary one's
     # Equivariance (docs/design.md §3; after DragGAN's motion supervision): copies of round(fraction·B) of G's
     # fakes, each with one keypoint moved by `shift` output pixels along ±x or ±y, are rendered in G's batch;
     # the L1 between the moved image's patch×patch window at the new position and the original's at the old

@@ -57,6 +57,30 @@ def test_keypoint_recovery_step_trains_the_head_and_logs_both_terms():
     assert np.abs(head_change).max() > 0
 
 
+def test_recovery_jitter_at_weight_zero_is_the_step_without_it():
+    """The jittered term enters L_D and L_G only through its weight: at 0 the step equals the unjittered one."""
+    config = tiny.get_config()
+    config.model.keypoint_recovery_weight = 1.0
+    r = config.data.resolution
+    images = jax.random.uniform(jax.random.key(3), (config.train.batch_size, r, r, 3), minval=-1, maxval=1)
+
+    def one_step(jitter, weight):
+        config.train.recovery_jitter, config.train.recovery_jitter_batch = jitter, 2
+        config.train.recovery_jitter_weight = weight
+        trainer = build_trainer(config, devices=jax.devices()[:1])
+        with jax.set_mesh(trainer.mesh):
+            state, _ = trainer.train_step(trainer.initial_state(), {"image": jax.device_put(images, trainer.batch_sharding)}, False)
+            return jax.device_get((state.g_params, state.d_params))
+
+    plain, weightless, weighted = one_step(0.0, 1.0), one_step(0.1, 0.0), one_step(0.1, 1.0)
+    for a, b, c in zip(jax.tree.leaves(plain), jax.tree.leaves(weightless), jax.tree.leaves(weighted)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert max(np.abs(a - c).max() for a, c in zip(jax.tree.leaves(plain), jax.tree.leaves(weighted))) > 1e-6
+    config.train.recovery_jitter_weight = -1.0
+    with pytest.raises(ValueError, match="train.recovery_jitter_weight"):
+        build_trainer(config, devices=jax.devices()[:1])
+
+
 def test_recovery_jitter_needs_recovery_and_a_valid_sigma():
     config = tiny.get_config()
     config.model.keypoint_recovery_weight = 0.0

@@ -64,6 +64,9 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
     recovery_jitter, recovery_batch = t.get("recovery_jitter", 0.0), t.get("recovery_jitter_batch", 0)
     if recovery_jitter < 0 or recovery_batch < 0:
         raise ValueError(f"train.recovery_jitter and train.recovery_jitter_batch must be at least 0, got {recovery_jitter}, {recovery_batch}")
+    jittered_weight = t.get("recovery_jitter_weight", 1.0)
+    if jittered_weight < 0:
+        raise ValueError(f"train.recovery_jitter_weight must be at least 0, got {jittered_weight}")
     jittered_recovery = recovery_jitter > 0 and recovery_batch > 0
     if jittered_recovery and recovery_weight <= 0:
         raise ValueError("train.recovery_jitter needs keypoint recovery (model.keypoint_recovery_weight > 0)")
@@ -162,7 +165,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             aux = {"d_keypoint_recovery": recovery} if recovery_weight > 0 else {}
             if jittered_recovery:
                 aux["d_keypoint_recovery_jittered"] = judge_fakes(d_params, jittered_fake, jittered_keypoints)[1]
-                recovery = recovery + aux["d_keypoint_recovery_jittered"]
+                recovery = recovery + jittered_weight * aux["d_keypoint_recovery_jittered"]
             terms = {}
             if do_reg:
                 terms["penalty"], logits_real = penalty_and_real_logits(d_params, real)
@@ -196,7 +199,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
             terms = {"adversarial": losses.generator_loss(logits)}
             jittered = judge_fakes(d_params, *generate_jittered(g_params, g_stats, g_key))[1] if jittered_recovery else 0.0
             if recovery_weight > 0:
-                terms["recovery"] = recovery_weight * (recovery + jittered)
+                terms["recovery"] = recovery_weight * (recovery + jittered_weight * jittered)
             if equivariance_weight > 0:
                 terms["equivariance"] = equivariance_weight * equivariance_metrics["g_equivariance"]
             if outside_weight > 0:
