@@ -198,8 +198,11 @@ class _AbandonedReadLogFilter(python_logging.Filter):
 
     def filter(self, record: python_logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (error is not None and "exception was never retrieved" in record.getMessage()
-                    and _is_read_error(error, any(_in_orbax(f.filename) for f in traceback.extract_tb(error.__traceback__))))
+        message = record.getMessage()
+        # A TensorStore future that Orbax wrapped in a task carries no Orbax frame of its own.
+        orbax_read = "coro=<_wrap_awaitable()" in message or (
+            error is not None and any(_in_orbax(f.filename) for f in traceback.extract_tb(error.__traceback__)))
+        return not (error is not None and "exception was never retrieved" in message and _is_read_error(error, orbax_read))
 
 
 def _is_read_error(error: BaseException, raised_in_orbax: bool) -> bool:
