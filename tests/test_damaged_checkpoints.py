@@ -167,6 +167,30 @@ def test_a_task_abandoned_by_a_failed_restore_logs_nothing(caplog, filename, mes
     assert len(logged) == (0 if dropped else 1), [_describe(r) for r in logged]
 
 
+@pytest.mark.parametrize("message, dropped", [
+    ('NOT_FOUND: Error reading "d_opt.0.mu/.zarray"', True),
+    ("something else", False),  # not a read error
+])
+def test_a_wrapped_tensorstore_future_abandoned_by_a_failed_restore_logs_nothing(caplog, message, dropped):
+    """A task that only wraps an awaitable (TensorStore's future: no Orbax frame) is dropped for a TensorStore error."""
+
+    class Future:
+        def __await__(self):
+            raise ValueError(message)
+            yield
+
+    checkpoint.silence_abandoned_reads()
+    loop = asyncio.new_event_loop()
+    task = asyncio.ensure_future(Future(), loop=loop)
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    assert "_wrap_awaitable" in repr(task)
+    del task
+    gc.collect()
+    logged = [r for r in caplog.records if r.name == "asyncio" and "never retrieved" in r.getMessage()]
+    assert len(logged) == (0 if dropped else 1), [_describe(r) for r in logged]
+
+
 def _coroutine_function_in(filename: str, body: str):
     """``async def read(): BODY``, its code compiled as if it lived in ``filename``."""
     namespace = {}
