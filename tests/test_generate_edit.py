@@ -12,6 +12,7 @@ from lkgan_jax.cli.main import EXIT_BAD_INPUT, main
 from lkgan_jax.editing.recipe import apply_operation, parse_recipe
 from lkgan_jax.models.latent import latent_from_numpy
 from lkgan_jax.pretrained import load_generator
+from lkgan_jax.utils import visualize
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +124,15 @@ def test_edit_round_trip_applies_every_op(run, tmp_path):
         _assert_close_images(_png(out / name), _png(tmp_path / "edit_from_seed" / name))
     _assert_close_images(_png(out / "00_input.png"), _png(tmp_path / "gen" / "seed_000003.png"))
     assert Image.open(out / "08_interpolate.gif").n_frames == 4 + 2  # there and back
-    strip = _png(out / "strip.png")
-    assert strip.shape[1] > 9 * 128 and strip.shape[0] > 128
+    strip = _png(out / "strip.png")  # 9 columns (input + 8 ops) × 3 rows: with keypoints, without, change
+    tile = 128 + visualize.CAPTION_HEIGHT
+    assert strip.shape[:2] == (3 * (tile + 2) + 2, 9 * (128 + 2) + 2)
+    plain, change = (strip[2 + row * (tile + 2):][:128] for row in (1, 2))
+    np.testing.assert_array_equal(plain[:, 2:130], visualize.upscale_nearest(_png(out / "00_input.png"), 4))
+    assert (change[:, 2:130] == 255).all()  # the input against itself: no change
+    np.testing.assert_array_equal(change[:, 132:260], visualize.upscale_nearest(
+        visualize.change_map(_png(out / "00_input.png"), _png(out / "01_move.png")), 4))
+    assert change[:, 132:260].min() < 128  # the move changes the image
     model = load_generator(workdir)
     latent = model.latent_from_seeds([3])
     for op in parse_recipe(json.dumps(RECIPE), model.num_parts):

@@ -108,3 +108,19 @@ def test_add_caption_appends_a_text_band():
     np.testing.assert_array_equal(captioned[:20], image)
     band = captioned[20:]
     assert band.min() < 128 and band.max() == visualize.GRID_PAD_VALUE  # dark text on white
+
+
+def test_change_map_is_white_where_images_agree_and_darkens_with_the_largest_channel_difference():
+    before = np.zeros((2, 3, 3), np.uint8)
+    after = before.copy()
+    after[0, 0] = (0, 32, 8)  # largest channel difference 32/255: 255 · (1 − 4 · 32/255) = 127
+    after[1, 2, 2] = 200  # beyond a quarter of the range: black
+    shade = visualize.change_map(before, after)
+    assert shade.shape == (2, 3, 3) and shade.dtype == np.uint8
+    expected = np.full((2, 3), 255, np.uint8)
+    expected[0, 0], expected[1, 2] = 127, 0
+    np.testing.assert_array_equal(shade, np.repeat(expected[..., None], 3, axis=-1))
+    np.testing.assert_array_equal(visualize.change_map(after, before), shade)  # symmetric
+    assert visualize.change_map(before, after, gain=1.0)[0, 0, 0] == 223  # 255 − 32
+    with pytest.raises(ValueError, match="change_map needs two uint8 images of one shape"):
+        visualize.change_map(before, after[:1])

@@ -6,7 +6,8 @@ Starts from the image of seed S (or from its row in ``FILE``, a ``latents.npz`` 
 ``lkgan generate`` and possibly modified) and writes to DIR:
 
   00_input.png, 01_<op>.png, ...   the image after each op (native resolution)
-  strip.png                        before/after strip, keypoints drawn, each tile captioned
+  strip.png                        one column per op: with keypoints, without, and the change from the
+                                   previous column (visualize.change_map; dark = changed)
   NN_interpolate.gif               the frames of every interpolation (swinging back and forth)
   latent.npz                       the edited latent (``seeds``, ``step`` and the ``Latent`` fields, as
                                    ``latents.npz`` of ``lkgan generate``: ``--latents`` reads it back)
@@ -64,8 +65,9 @@ def save_outputs(
 ) -> list[pathlib.Path]:
     """Writes the per-op images, strip, GIFs and final latent (of ``seed``, checkpoint ``step``); returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
-    written, tiles = [], []
+    written, drawn_tiles, plain_tiles, change_tiles = [], [], [], []
     upscale = visualize.readable_upscale_factor(resolution)
+    previous = results[0][3][-1]
     for i, (name, caption, frames, images) in enumerate(results):
         path = out / f"{i:02d}_{name}.png"
         visualize.save_png(str(path), images[-1])
@@ -76,8 +78,13 @@ def save_outputs(
             visualize.save_gif(str(gif), big)
             written.append(gif)
         drawn = visualize.draw_keypoints(big[-1:], np.asarray(frames.keypoints[-1:]), np.asarray(frames.mask[-1:]))[0]
-        tiles.append(visualize.add_caption(drawn, caption if i == 0 else f"{i} {caption}"))
-    visualize.save_png(str(out / STRIP_FILE), visualize.make_grid(np.stack(tiles), ncols=len(tiles)))
+        drawn_tiles.append(visualize.add_caption(drawn, caption if i == 0 else f"{i} {caption}"))
+        plain_tiles.append(visualize.add_caption(big[-1], "without keypoints" if i == 0 else ""))
+        change = visualize.upscale_nearest(visualize.change_map(previous, images[-1]), upscale)
+        change_tiles.append(visualize.add_caption(change, f"change x{visualize.CHANGE_GAIN:g} (dark)" if i == 0 else f"{i} vs {i - 1}"))
+        previous = images[-1]
+    tiles = np.stack(drawn_tiles + plain_tiles + change_tiles)
+    visualize.save_png(str(out / STRIP_FILE), visualize.make_grid(tiles, ncols=len(results)))
     files.save_npz(out / LATENT_FILE, **latent_record(last_frame(results[-1][2]), seed, step))
     return written + [out / STRIP_FILE, out / LATENT_FILE]
 

@@ -55,6 +55,7 @@ MIN_READABLE_TILE_SIZE = 128  # pixels per grid tile worth looking at
 GIF_FRAME_MS = 120
 CAPTION_HEIGHT = 14  # pixels, fits PIL's default bitmap font
 CAPTION_COLOR = (40, 40, 40)
+CHANGE_GAIN = 4.0  # change maps: a channel moved by a quarter of its range or more shows black
 
 
 def hsv_to_rgb(hue: np.ndarray, saturation: float, value: float) -> np.ndarray:
@@ -171,6 +172,17 @@ def save_gif(path: str, frames: np.ndarray, frame_ms: int = GIF_FRAME_MS, loop_b
     write_atomically(
         path, lambda file: images[0].save(file, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
     )
+
+
+def change_map(before: np.ndarray, after: np.ndarray, gain: float = CHANGE_GAIN) -> np.ndarray:
+    """Where two uint8 (..., H, W, 3) images differ -> uint8 (..., H, W, 3) grey: white where they agree,
+    darker with the largest channel difference d (in [0, 1] of the range): 255 · (1 − min(1, gain · d))."""
+    before, after = np.asarray(before), np.asarray(after)
+    if before.shape != after.shape or before.dtype != np.uint8 or after.dtype != np.uint8:
+        raise ValueError(f"change_map needs two uint8 images of one shape, got {before.dtype} {before.shape} and {after.dtype} {after.shape}.")
+    difference = np.abs(after.astype(np.int16) - before.astype(np.int16)).max(axis=-1) / 255.0
+    shade = np.rint(255.0 * (1.0 - np.minimum(1.0, gain * difference))).astype(np.uint8)
+    return np.repeat(shade[..., None], 3, axis=-1)
 
 
 def add_caption(image: np.ndarray, text: str, height: int = CAPTION_HEIGHT) -> np.ndarray:
