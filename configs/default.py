@@ -1,4 +1,4 @@
-"""Default config: LatentKeypointGAN on procedural faces at 32 px, about 12½ min on 2 idle CPU cores.
+"""Default config: LatentKeypointGAN on procedural faces at 32 px, about 13½ min on 2 idle CPU cores.
 
 Variants (``--config=configs/default.py:VARIANT``; the paper_* configs take the same):
   paper: the paper's renderer, objective and initialisation: a learned 4×4 start constant, the
@@ -8,7 +8,9 @@ The default instead starts from zeros and floors each heatmap's width at one pix
 that the layout comes from the keypoints, and its discriminator must read the keypoints back from
 the images (keypoint recovery, weight 10): docs/design.md §2–§3, measured in docs/ablation.md. Its
 RGB conv starts at 0.1 × Kaiming, so the output tanh starts unsaturated, and its keypoints leave the
-pose MLP through tanh(·/5), so they start spread over the face (docs/fidelity.md).
+pose MLP through tanh(·/5), so they start spread over the face (docs/fidelity.md). That head also
+reads 4 extra fakes per step whose keypoints are jittered by N(0, 0.1²), their term at weight 0.25,
+and the real images are flipped: parts follow moved keypoints better (docs/ablation.md, fifth round).
 """
 
 import ml_collections
@@ -84,7 +86,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.data.tfds_dir = ""  # its data dir ("": TFDS's default, $TFDS_DATA_DIR or ~/tensorflow_datasets)
     c.data.resolution = 32
     c.data.seed = 0
-    c.data.random_flip = False  # True: horizontal flips of the real images, p = 0.5
+    c.data.random_flip = True  # horizontal flips of the real images, p = 0.5
     # A random resized crop of the real images (torchvision's RandomResizedCrop): area fraction and aspect
     # ratio ranges; (1, 1) and (1, 1) is off.
     c.data.random_crop_scale = (1.0, 1.0)
@@ -111,9 +113,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     c.train.keypoint_jitter = 0.0
     # Recovery jitter (docs/design.md §3): N extra fakes per step whose keypoints each move by N(0, σ²);
     # only the keypoint-recovery term sees them (needs model.keypoint_recovery_weight > 0; 0: off).
-    c.train.recovery_jitter = 0.0
-    c.train.recovery_jitter_batch = 0
-    c.train.recovery_jitter_weight = 1.0  # × the jittered fakes' recovery term, relative to the ordinary one's
+    c.train.recovery_jitter = 0.1
+    c.train.recovery_jitter_batch = 4
+    c.train.recovery_jitter_weight = 0.25  # × the jittered fakes' recovery term, relative to the ordinary one's
     # Equivariance (docs/design.md §3; after DragGAN's motion supervision): copies of round(fraction·B) of G's
     # fakes, each with one keypoint moved by `shift` output pixels along ±x or ±y, are rendered in G's batch;
     # the L1 between the moved image's patch×patch window at the new position and the original's at the old

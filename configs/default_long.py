@@ -1,7 +1,7 @@
 """The default model trained about 6× longer: about 60 min on 2 idle CPU cores (16,000 steps).
 
 Everything but the schedule is ``configs/default.py`` (and its variants); the fidelity curve
-(``judge`` every 2,000 steps) is in docs/fidelity.md.
+(``judge`` every 2,000 steps) in docs/fidelity.md predates the default's recovery jitter and flips.
 """
 
 import ml_collections

@@ -81,6 +81,18 @@ def test_recovery_jitter_at_weight_zero_is_the_step_without_it():
         build_trainer(config, devices=jax.devices()[:1])
 
 
+def test_recovery_jitter_and_flips_are_the_cpu_defaults_only():
+    """configs/default.py trains with 4 jittered fakes at weight 0.25 and flipped real images; the tiny test
+    config, the GPU configs (whose speed figures exclude the jitter) and the paper variant leave the jitter off."""
+    from configs import default, paper_128
+
+    c = default.get_config()
+    assert (c.train.recovery_jitter, c.train.recovery_jitter_batch, c.train.recovery_jitter_weight, c.data.random_flip) == (0.1, 4, 0.25, True)
+    for config in (tiny.get_config(), paper_128.get_config(), default.get_config("paper")):
+        assert config.train.recovery_jitter_batch == 0
+    assert not default.get_config("paper").data.random_flip
+
+
 def test_recovery_jitter_needs_recovery_and_a_valid_sigma():
     config = tiny.get_config()
     config.model.keypoint_recovery_weight = 0.0

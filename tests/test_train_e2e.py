@@ -68,7 +68,7 @@ def test_default_config_smoke_run_trains_evaluates_and_edits(tmp_path):
     metrics = _metrics(workdir)
     assert sorted(metrics) == [2, 4]
     for key in ("d_loss", "g_loss", "cpd", "judge_fd", "judge_precision", "swd_mean", "grad_norm/d/adversarial", "grad_norm/d/penalty",
-                "grad_norm/g/recovery"):
+                "grad_norm/g/recovery", "d_keypoint_recovery_jittered", "g_keypoint_recovery_jittered"):
         assert np.isfinite(metrics[4][key]), key
     ops = tmp_path / "ops.json"
     ops.write_text(json.dumps([{"op": "move", "part": 4, "offset": [0.2, 0.0]}, {"op": "swap_parts", "parts": [0, 1], "from_seed": 7}]))
