@@ -232,7 +232,7 @@ UNSUPPORTED = {  # config option → its off value: the JAX step's optional term
     "model.part_mask_gating": False,
     "model.keypoint_layout_encoding": 0,
     "model.dtype": "float32",
-    "train.recovery_jitter": 0.0,
+    "train.recovery_jitter_batch": 0,  # the default's recovery jitter: time both with --config.train.recovery_jitter_batch=0
     "train.equivariance_weight": 0.0,
     "train.equivariance_outside_weight": 0.0,
 }
@@ -243,7 +243,7 @@ def check_supported(config) -> None:
         section, key = name.split(".")
         value = config[section].get(key, off)
         if value != off:
-            raise ValueError(f"torch_peer_step mirrors {name}={off!r} only, got {value!r}")
+            raise ValueError(f"torch_peer_step mirrors {name}={off!r} only, got {value!r}: pass --config.{name}={off}")
     if config.train.penalty not in ("r1", "gp"):
         raise ValueError(f"train.penalty must be 'r1' or 'gp', got {config.train.penalty!r}")
 

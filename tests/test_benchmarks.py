@@ -73,3 +73,11 @@ def test_gpu_check_script_writes_every_json_and_a_summary(tmp_path):
     assert summary["results"] == {**{name: "ok" for name in expected}, "step_vs_torch": "skipped (no PyTorch with CUDA)"}
     for name in expected:
         assert json.loads((tmp_path / f"{name}.json").read_text())["benchmark"]
+
+
+def test_torch_peer_step_refuses_a_term_it_does_not_mirror():
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "torch_peer_step.py"), "--config=configs/default.py", "--steps", "1"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "torch_peer_step mirrors train.recovery_jitter_batch=0 only, got 4: pass --config.train.recovery_jitter_batch=0" in result.stderr
