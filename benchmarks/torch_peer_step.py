@@ -232,18 +232,22 @@ UNSUPPORTED = {  # config option → its off value: the JAX step's optional term
     "model.part_mask_gating": False,
     "model.keypoint_layout_encoding": 0,
     "model.dtype": "float32",
-    "train.recovery_jitter_batch": 0,  # the default's recovery jitter: time both with --config.train.recovery_jitter_batch=0
     "train.equivariance_weight": 0.0,
     "train.equivariance_outside_weight": 0.0,
 }
 
 
 def check_supported(config) -> None:
+    from lkgan_jax.train.step import recovery_jitter_on  # JAX only where needed, as in jax_param_counts
+
     for name, off in UNSUPPORTED.items():
         section, key = name.split(".")
         value = config[section].get(key, off)
         if value != off:
             raise ValueError(f"torch_peer_step mirrors {name}={off!r} only, got {value!r}: pass --config.{name}={off}")
+    if recovery_jitter_on(config.train):  # the default's: time both with the flag below
+        raise ValueError(f"torch_peer_step mirrors train.recovery_jitter_batch=0 only, got {config.train.recovery_jitter_batch!r}: "
+                         "pass --config.train.recovery_jitter_batch=0")
     if config.train.penalty not in ("r1", "gp"):
         raise ValueError(f"train.penalty must be 'r1' or 'gp', got {config.train.penalty!r}")
 

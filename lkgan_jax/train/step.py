@@ -48,6 +48,12 @@ def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
     return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
 
 
+def recovery_jitter_on(train: ml_collections.ConfigDict) -> bool:
+    """Whether the step renders jittered fakes for the recovery term: ``train.recovery_jitter`` and
+    ``train.recovery_jitter_batch`` both above 0."""
+    return train.get("recovery_jitter", 0.0) > 0 and train.get("recovery_jitter_batch", 0) > 0
+
+
 def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> StepFn:
     """Builds the pure step for ``models`` with the numbers of ``config.train``."""
     t = config.train
@@ -67,7 +73,7 @@ def make_train_step(models: GanModels, config: ml_collections.ConfigDict) -> Ste
     jittered_weight = t.get("recovery_jitter_weight", 1.0)
     if jittered_weight < 0:
         raise ValueError(f"train.recovery_jitter_weight must be at least 0, got {jittered_weight}")
-    jittered_recovery = recovery_jitter > 0 and recovery_batch > 0
+    jittered_recovery = recovery_jitter_on(t)
     if jittered_recovery and recovery_weight <= 0:
         raise ValueError("train.recovery_jitter needs keypoint recovery (model.keypoint_recovery_weight > 0)")
     equivariance_weight, outside_weight = t.get("equivariance_weight", 0.0), t.get("equivariance_outside_weight", 0.0)
